@@ -1,0 +1,222 @@
+//! What the proxy-wasm filter is told: the projection of the gateway file that the data path needs.
+//!
+//! The Envoy renderer builds it with [`crate::GatewayConfig::filter_config`] and passes it as the
+//! plugin configuration (JSON). It carries no secrets. The filter validates it again on load,
+//! because a host may be handed a hand-edited copy.
+
+use serde::{Deserialize, Serialize};
+
+use crate::paths;
+use crate::ConfigError;
+
+/// The JWS algorithm the token service signs access tokens with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SigningAlgorithm {
+    /// Ed25519 (RFC 8037): the cheapest public-key check inside a Wasm VM.
+    EdDSA,
+}
+
+impl SigningAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlgorithm::EdDSA => "EdDSA",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Exact `iss` every access token must carry.
+    pub issuer: String,
+    /// The only `alg` accepted in a token header.
+    pub algorithm: SigningAlgorithm,
+    /// Envoy cluster that reaches the token service (for the JWKS).
+    pub token_service_cluster: String,
+    /// `:authority` sent on call-outs to the token service.
+    pub token_service_authority: String,
+    /// How often the filter refreshes the JWKS, in seconds.
+    pub jwks_refresh_seconds: u64,
+    /// Clock skew tolerated on `exp`/`iat`, in seconds.
+    pub leeway_seconds: u64,
+    /// Server routes, in any order; the longest matching path prefix wins.
+    pub routes: Vec<FilterRoute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterRoute {
+    pub name: String,
+    /// `http` or `https`, from the route's `from` URL.
+    pub scheme: String,
+    /// Lower-case host name, without port.
+    pub host: String,
+    /// The public port (explicit, or the scheme's default).
+    pub port: u16,
+    /// Path prefix without a trailing slash; empty for a route on the whole host.
+    pub path_prefix: String,
+    /// Canonical resource URL: the `aud` a token for this route carries.
+    pub resource: String,
+    /// RFC 9728 document URL advertised in `WWW-Authenticate`.
+    pub resource_metadata_url: String,
+    /// Scopes advertised in the challenge; empty means none.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl FilterConfig {
+    /// Parse and validate the plugin configuration.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let config: FilterConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            ConfigError::new(e.path().to_string(), format!("filter configuration is not valid: {}", e.inner()))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.issuer.is_empty() {
+            return Err(ConfigError::new("issuer", "must not be empty"));
+        }
+        if self.token_service_cluster.is_empty() {
+            return Err(ConfigError::new("token_service_cluster", "must not be empty"));
+        }
+        if self.jwks_refresh_seconds == 0 {
+            return Err(ConfigError::new("jwks_refresh_seconds", "must be at least 1"));
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let field = |f: &str| format!("routes[{i}].{f}");
+            if route.scheme != "http" && route.scheme != "https" {
+                return Err(ConfigError::new(field("scheme"), "must be http or https"));
+            }
+            if route.host.is_empty() || route.host != route.host.to_ascii_lowercase() {
+                return Err(ConfigError::new(field("host"), "must be a non-empty lower-case host name"));
+            }
+            if !route.path_prefix.is_empty()
+                && (!route.path_prefix.starts_with('/') || route.path_prefix.ends_with('/'))
+            {
+                return Err(ConfigError::new(
+                    field("path_prefix"),
+                    "must be empty or start with '/' and not end with '/'",
+                ));
+            }
+            if route.resource.is_empty() {
+                return Err(ConfigError::new(field("resource"), "must not be empty"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The server route a request belongs to, if any. `authority` is the request's `:authority`
+    /// (host with optional port), `path` its `:path` (query allowed). Reserved gateway paths never
+    /// match: they belong to the token service.
+    pub fn match_route(&self, authority: &str, path: &str) -> Option<&FilterRoute> {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        if paths::is_reserved(path) {
+            return None;
+        }
+        let (host, port) = split_authority(authority);
+        self.routes
+            .iter()
+            .filter(|r| {
+                r.host.eq_ignore_ascii_case(host)
+                    && port.unwrap_or(default_port(&r.scheme)) == r.port
+                    && paths::path_has_prefix(path, &r.path_prefix)
+            })
+            .max_by_key(|r| r.path_prefix.len())
+    }
+}
+
+/// Split `host[:port]`, handling bracketed IPv6 literals. A malformed port yields `Some(0)`,
+/// which matches no route.
+pub fn split_authority(authority: &str) -> (&str, Option<u16>) {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':')),
+            None => (authority, None),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    (host, port.map(|p| p.parse().unwrap_or(0)))
+}
+
+pub fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" {
+        443
+    } else {
+        80
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str, host: &str, port: u16, prefix: &str) -> FilterRoute {
+        FilterRoute {
+            name: name.into(),
+            scheme: "http".into(),
+            host: host.into(),
+            port,
+            path_prefix: prefix.into(),
+            resource: format!("http://{host}:{port}{prefix}"),
+            resource_metadata_url: String::new(),
+            scopes: vec![],
+        }
+    }
+
+    fn config(routes: Vec<FilterRoute>) -> FilterConfig {
+        FilterConfig {
+            issuer: "http://localhost:18080".into(),
+            algorithm: SigningAlgorithm::EdDSA,
+            token_service_cluster: "ts".into(),
+            token_service_authority: "ts".into(),
+            jwks_refresh_seconds: 60,
+            leeway_seconds: 5,
+            routes,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_wins_and_segments_matter() {
+        let c = config(vec![
+            route("root", "localhost", 18080, ""),
+            route("a", "localhost", 18080, "/a"),
+            route("ab", "localhost", 18080, "/a/b"),
+        ]);
+        assert_eq!(c.match_route("localhost:18080", "/a/b/c").map(|r| r.name.as_str()), Some("ab"));
+        assert_eq!(c.match_route("localhost:18080", "/a?x=1").map(|r| r.name.as_str()), Some("a"));
+        assert_eq!(c.match_route("LOCALHOST:18080", "/ab").map(|r| r.name.as_str()), Some("root"));
+        assert_eq!(c.match_route("localhost:18081", "/a"), None);
+        assert_eq!(c.match_route("localhost:18080", "/.well-known/oauth-protected-resource/a"), None);
+        assert_eq!(c.match_route("localhost:18080", "/.mcpgate/oauth/token"), None);
+    }
+
+    #[test]
+    fn default_ports_and_ipv6() {
+        let c = config(vec![route("a", "example.com", 80, "/a"), route("v6", "::1", 8080, "")]);
+        assert!(c.match_route("example.com", "/a").is_some());
+        assert!(c.match_route("example.com:80", "/a").is_some());
+        assert!(c.match_route("example.com:x", "/a").is_none());
+        assert!(c.match_route("[::1]:8080", "/").is_some());
+    }
+
+    #[test]
+    fn json_round_trip_and_validation() {
+        let c = config(vec![route("a", "localhost", 18080, "/a")]);
+        let json = serde_json::to_vec(&c).expect("serializes");
+        assert_eq!(FilterConfig::from_json(&json), Ok(c));
+        let mut bad = config(vec![route("a", "localhost", 18080, "/a/")]);
+        assert_eq!(bad.validate().map_err(|e| e.field), Err("routes[0].path_prefix".into()));
+        bad.routes.clear();
+        bad.jwks_refresh_seconds = 0;
+        assert_eq!(bad.validate().map_err(|e| e.field), Err("jwks_refresh_seconds".into()));
+        let err = FilterConfig::from_json(b"{\"issuer\": 1}").expect_err("rejects");
+        assert_eq!(err.field, "issuer");
+    }
+}

@@ -1,0 +1,17 @@
+//! The mcpgate configuration model, shared by every part of the gateway.
+//!
+//! Operators write one YAML file ([`gateway::GatewayConfig`], feature `gateway`). The token
+//! service reads it directly; the Envoy renderer turns it into a bootstrap and hands the filter a
+//! [`filter::FilterConfig`] projection: only what the data path needs, with no secrets in it.
+//! Both are validated once, at load, and every error names the field it is about.
+
+pub mod error;
+pub mod filter;
+#[cfg(feature = "gateway")]
+pub mod gateway;
+pub mod paths;
+
+pub use error::ConfigError;
+pub use filter::{FilterConfig, FilterRoute};
+#[cfg(feature = "gateway")]
+pub use gateway::GatewayConfig;

@@ -1,0 +1,61 @@
+//! URL paths the gateway reserves on every host. Envoy routes them to the token service, the
+//! filter never treats them as MCP traffic, and no route may claim them.
+
+/// RFC 8414 authorization-server metadata (the issuer has no path, so no path insertion).
+pub const AUTHORIZATION_SERVER_METADATA: &str = "/.well-known/oauth-authorization-server";
+/// OpenID Connect discovery, which some MCP clients try first.
+pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
+/// RFC 9728 protected-resource metadata; a route's document lives at this path plus the route's path.
+pub const PROTECTED_RESOURCE_METADATA: &str = "/.well-known/oauth-protected-resource";
+/// The token service's signing keys.
+pub const JWKS: &str = "/.well-known/jwks.json";
+
+/// Prefix of every endpoint the token service serves besides the well-known documents.
+pub const GATEWAY_PREFIX: &str = "/.mcpgate";
+pub const AUTHORIZE: &str = "/.mcpgate/oauth/authorize";
+pub const TOKEN: &str = "/.mcpgate/oauth/token";
+pub const REGISTER: &str = "/.mcpgate/oauth/register";
+pub const REVOKE: &str = "/.mcpgate/oauth/revoke";
+pub const SIGN_IN: &str = "/.mcpgate/sign_in";
+pub const CONSENT: &str = "/.mcpgate/consent";
+pub const HEALTH: &str = "/.mcpgate/healthz";
+
+/// Prefixes that belong to the gateway on every host.
+pub const RESERVED_PREFIXES: [&str; 2] = ["/.well-known", GATEWAY_PREFIX];
+
+/// True when `path` (without query) is under one of the reserved prefixes, segment-wise.
+pub fn is_reserved(path: &str) -> bool {
+    RESERVED_PREFIXES.iter().any(|prefix| path_has_prefix(path, prefix))
+}
+
+/// Segment-aware prefix test: `/a` matches `/a` and `/a/b`, not `/ab`. An empty prefix matches all.
+pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    if prefix.is_empty() || prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_is_segment_aware() {
+        assert!(path_has_prefix("/everything", "/everything"));
+        assert!(path_has_prefix("/everything/x", "/everything"));
+        assert!(!path_has_prefix("/everythingelse", "/everything"));
+        assert!(path_has_prefix("/anything", ""));
+    }
+
+    #[test]
+    fn reserved_paths() {
+        assert!(is_reserved("/.well-known/oauth-protected-resource/x"));
+        assert!(is_reserved("/.mcpgate/oauth/token"));
+        assert!(!is_reserved("/.mcpgatex"));
+        assert!(!is_reserved("/mcp"));
+    }
+}
