@@ -69,7 +69,10 @@ impl FilterConfig {
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let config: FilterConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            ConfigError::new(e.path().to_string(), format!("filter configuration is not valid: {}", e.inner()))
+            ConfigError::new(
+                e.path().to_string(),
+                format!("filter configuration is not valid: {}", e.inner()),
+            )
         })?;
         config.validate()?;
         Ok(config)
@@ -80,10 +83,16 @@ impl FilterConfig {
             return Err(ConfigError::new("issuer", "must not be empty"));
         }
         if self.token_service_cluster.is_empty() {
-            return Err(ConfigError::new("token_service_cluster", "must not be empty"));
+            return Err(ConfigError::new(
+                "token_service_cluster",
+                "must not be empty",
+            ));
         }
         if self.jwks_refresh_seconds == 0 {
-            return Err(ConfigError::new("jwks_refresh_seconds", "must be at least 1"));
+            return Err(ConfigError::new(
+                "jwks_refresh_seconds",
+                "must be at least 1",
+            ));
         }
         for (i, route) in self.routes.iter().enumerate() {
             let field = |f: &str| format!("routes[{i}].{f}");
@@ -91,7 +100,10 @@ impl FilterConfig {
                 return Err(ConfigError::new(field("scheme"), "must be http or https"));
             }
             if route.host.is_empty() || route.host != route.host.to_ascii_lowercase() {
-                return Err(ConfigError::new(field("host"), "must be a non-empty lower-case host name"));
+                return Err(ConfigError::new(
+                    field("host"),
+                    "must be a non-empty lower-case host name",
+                ));
             }
             if !route.path_prefix.is_empty()
                 && (!route.path_prefix.starts_with('/') || route.path_prefix.ends_with('/'))
@@ -189,17 +201,38 @@ mod tests {
             route("a", "localhost", 18080, "/a"),
             route("ab", "localhost", 18080, "/a/b"),
         ]);
-        assert_eq!(c.match_route("localhost:18080", "/a/b/c").map(|r| r.name.as_str()), Some("ab"));
-        assert_eq!(c.match_route("localhost:18080", "/a?x=1").map(|r| r.name.as_str()), Some("a"));
-        assert_eq!(c.match_route("LOCALHOST:18080", "/ab").map(|r| r.name.as_str()), Some("root"));
+        assert_eq!(
+            c.match_route("localhost:18080", "/a/b/c")
+                .map(|r| r.name.as_str()),
+            Some("ab")
+        );
+        assert_eq!(
+            c.match_route("localhost:18080", "/a?x=1")
+                .map(|r| r.name.as_str()),
+            Some("a")
+        );
+        assert_eq!(
+            c.match_route("LOCALHOST:18080", "/ab")
+                .map(|r| r.name.as_str()),
+            Some("root")
+        );
         assert_eq!(c.match_route("localhost:18081", "/a"), None);
-        assert_eq!(c.match_route("localhost:18080", "/.well-known/oauth-protected-resource/a"), None);
-        assert_eq!(c.match_route("localhost:18080", "/.mcpgate/oauth/token"), None);
+        assert_eq!(
+            c.match_route("localhost:18080", "/.well-known/oauth-protected-resource/a"),
+            None
+        );
+        assert_eq!(
+            c.match_route("localhost:18080", "/.mcpgate/oauth/token"),
+            None
+        );
     }
 
     #[test]
     fn default_ports_and_ipv6() {
-        let c = config(vec![route("a", "example.com", 80, "/a"), route("v6", "::1", 8080, "")]);
+        let c = config(vec![
+            route("a", "example.com", 80, "/a"),
+            route("v6", "::1", 8080, ""),
+        ]);
         assert!(c.match_route("example.com", "/a").is_some());
         assert!(c.match_route("example.com:80", "/a").is_some());
         assert!(c.match_route("example.com:x", "/a").is_none());
@@ -212,10 +245,16 @@ mod tests {
         let json = serde_json::to_vec(&c).expect("serializes");
         assert_eq!(FilterConfig::from_json(&json), Ok(c));
         let mut bad = config(vec![route("a", "localhost", 18080, "/a/")]);
-        assert_eq!(bad.validate().map_err(|e| e.field), Err("routes[0].path_prefix".into()));
+        assert_eq!(
+            bad.validate().map_err(|e| e.field),
+            Err("routes[0].path_prefix".into())
+        );
         bad.routes.clear();
         bad.jwks_refresh_seconds = 0;
-        assert_eq!(bad.validate().map_err(|e| e.field), Err("jwks_refresh_seconds".into()));
+        assert_eq!(
+            bad.validate().map_err(|e| e.field),
+            Err("jwks_refresh_seconds".into())
+        );
         let err = FilterConfig::from_json(b"{\"issuer\": 1}").expect_err("rejects");
         assert_eq!(err.field, "issuer");
     }

@@ -34,7 +34,10 @@ pub struct AuthorizationServer {
     pub access_token_lifetime: Duration,
     #[serde(default = "defaults::refresh_token_lifetime", with = "humantime_serde")]
     pub refresh_token_lifetime: Duration,
-    #[serde(default = "defaults::authorization_code_lifetime", with = "humantime_serde")]
+    #[serde(
+        default = "defaults::authorization_code_lifetime",
+        with = "humantime_serde"
+    )]
     pub authorization_code_lifetime: Duration,
     #[serde(default = "defaults::session_lifetime", with = "humantime_serde")]
     pub session_lifetime: Duration,
@@ -98,7 +101,10 @@ pub struct DynamicRegistration {
 
 impl Default for DynamicRegistration {
     fn default() -> Self {
-        Self { enabled: true, max_metadata_bytes: defaults::registration_max_bytes() }
+        Self {
+            enabled: true,
+            max_metadata_bytes: defaults::registration_max_bytes(),
+        }
     }
 }
 
@@ -115,13 +121,22 @@ pub struct ClientIdMetadataDocuments {
     pub extra_root_certificates: Vec<PathBuf>,
     #[serde(default = "defaults::metadata_document_max_bytes")]
     pub max_bytes: usize,
-    #[serde(default = "defaults::metadata_document_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "defaults::metadata_document_timeout",
+        with = "humantime_serde"
+    )]
     pub fetch_timeout: Duration,
     /// Cache lifetime when the response carries no caching headers.
-    #[serde(default = "defaults::metadata_document_cache", with = "humantime_serde")]
+    #[serde(
+        default = "defaults::metadata_document_cache",
+        with = "humantime_serde"
+    )]
     pub default_cache_lifetime: Duration,
     /// Upper bound on any cache lifetime a document's headers ask for.
-    #[serde(default = "defaults::metadata_document_cache_max", with = "humantime_serde")]
+    #[serde(
+        default = "defaults::metadata_document_cache_max",
+        with = "humantime_serde"
+    )]
     pub max_cache_lifetime: Duration,
 }
 
@@ -276,7 +291,11 @@ impl GatewayConfig {
         fix(&mut self.authorization_server.signing_key_file);
         fix(&mut self.token_service.users_file);
         fix(&mut self.envoy.wasm_module);
-        for p in &mut self.authorization_server.client_id_metadata_documents.extra_root_certificates {
+        for p in &mut self
+            .authorization_server
+            .client_id_metadata_documents
+            .extra_root_certificates
+        {
             fix(p);
         }
         if let Some(rest) = self.token_service.database_url.strip_prefix("sqlite://") {
@@ -289,15 +308,27 @@ impl GatewayConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let a = &self.authorization_server;
         validate_issuer(&a.issuer)?;
-        positive(a.access_token_lifetime, "authorization_server.access_token_lifetime")?;
-        positive(a.refresh_token_lifetime, "authorization_server.refresh_token_lifetime")?;
-        positive(a.authorization_code_lifetime, "authorization_server.authorization_code_lifetime")?;
+        positive(
+            a.access_token_lifetime,
+            "authorization_server.access_token_lifetime",
+        )?;
+        positive(
+            a.refresh_token_lifetime,
+            "authorization_server.refresh_token_lifetime",
+        )?;
+        positive(
+            a.authorization_code_lifetime,
+            "authorization_server.authorization_code_lifetime",
+        )?;
         positive(a.session_lifetime, "authorization_server.session_lifetime")?;
         let mut client_ids = HashSet::new();
         for (i, c) in a.clients.iter().enumerate() {
             let field = |f: &str| format!("authorization_server.clients[{i}].{f}");
             if c.client_id.is_empty() || c.client_id.len() > 255 {
-                return Err(ConfigError::new(field("client_id"), "must be 1 to 255 characters"));
+                return Err(ConfigError::new(
+                    field("client_id"),
+                    "must be 1 to 255 characters",
+                ));
             }
             if c.client_id.starts_with("https://") || c.client_id.starts_with("http://") {
                 return Err(ConfigError::new(
@@ -306,7 +337,10 @@ impl GatewayConfig {
                 ));
             }
             if !client_ids.insert(&c.client_id) {
-                return Err(ConfigError::new(field("client_id"), "is used by another client"));
+                return Err(ConfigError::new(
+                    field("client_id"),
+                    "is used by another client",
+                ));
             }
             match (c.token_endpoint_auth_method, &c.client_secret) {
                 (TokenEndpointAuthMethod::None, Some(_)) => {
@@ -323,19 +357,31 @@ impl GatewayConfig {
                     ))
                 }
                 (_, Some(s)) if s.len() < 16 => {
-                    return Err(ConfigError::new(field("client_secret"), "must be at least 16 characters"))
+                    return Err(ConfigError::new(
+                        field("client_secret"),
+                        "must be at least 16 characters",
+                    ))
                 }
                 _ => {}
             }
             if c.redirect_uris.is_empty() {
-                return Err(ConfigError::new(field("redirect_uris"), "must list at least one URI"));
+                return Err(ConfigError::new(
+                    field("redirect_uris"),
+                    "must list at least one URI",
+                ));
             }
             for (j, uri) in c.redirect_uris.iter().enumerate() {
-                validate_redirect_uri(uri)
-                    .map_err(|reason| ConfigError::new(field(&format!("redirect_uris[{j}]")), reason))?;
+                validate_redirect_uri(uri).map_err(|reason| {
+                    ConfigError::new(field(&format!("redirect_uris[{j}]")), reason)
+                })?;
             }
         }
-        if self.authorization_server.dynamic_registration.max_metadata_bytes < 512 {
+        if self
+            .authorization_server
+            .dynamic_registration
+            .max_metadata_bytes
+            < 512
+        {
             return Err(ConfigError::new(
                 "authorization_server.dynamic_registration.max_metadata_bytes",
                 "must be at least 512",
@@ -344,12 +390,18 @@ impl GatewayConfig {
         let cimd = &a.client_id_metadata_documents;
         let cimd_field = "authorization_server.client_id_metadata_documents";
         if cimd.max_bytes < 256 {
-            return Err(ConfigError::new(format!("{cimd_field}.max_bytes"), "must be at least 256"));
+            return Err(ConfigError::new(
+                format!("{cimd_field}.max_bytes"),
+                "must be at least 256",
+            ));
         }
         positive(cimd.fetch_timeout, &format!("{cimd_field}.fetch_timeout"))?;
         positive(self.envoy.jwks_refresh, "envoy.jwks_refresh")?;
         if self.token_service.database_url.is_empty() {
-            return Err(ConfigError::new("token_service.database_url", "must not be empty"));
+            return Err(ConfigError::new(
+                "token_service.database_url",
+                "must not be empty",
+            ));
         }
         if !(self.token_service.database_url.starts_with("sqlite:")
             || self.token_service.database_url.starts_with("postgres://")
@@ -361,7 +413,10 @@ impl GatewayConfig {
             ));
         }
         if self.routes.is_empty() {
-            return Err(ConfigError::new("routes", "must declare at least one route"));
+            return Err(ConfigError::new(
+                "routes",
+                "must declare at least one route",
+            ));
         }
         let routes = self.server_routes()?;
         let mut seen = HashSet::new();
@@ -405,15 +460,28 @@ impl GatewayConfig {
                         "client routes are not supported by this version yet",
                     ))
                 }
-                _ => return Err(ConfigError::new(field("mcp"), "must set exactly one of server or client")),
+                _ => {
+                    return Err(ConfigError::new(
+                        field("mcp"),
+                        "must set exactly one of server or client",
+                    ))
+                }
             };
-            let from = Url::parse(&route.from).map_err(|e| ConfigError::new(field("from"), e.to_string()))?;
-            let (scheme, host, port) = origin_parts(&from).map_err(|r| ConfigError::new(field("from"), r))?;
+            let from = Url::parse(&route.from)
+                .map_err(|e| ConfigError::new(field("from"), e.to_string()))?;
+            let (scheme, host, port) =
+                origin_parts(&from).map_err(|r| ConfigError::new(field("from"), r))?;
             if from.query().is_some() || from.fragment().is_some() {
-                return Err(ConfigError::new(field("from"), "must not have a query or fragment"));
+                return Err(ConfigError::new(
+                    field("from"),
+                    "must not have a query or fragment",
+                ));
             }
             if !from.username().is_empty() || from.password().is_some() {
-                return Err(ConfigError::new(field("from"), "must not carry user information"));
+                return Err(ConfigError::new(
+                    field("from"),
+                    "must not carry user information",
+                ));
             }
             let path_prefix = from.path().trim_end_matches('/').to_string();
             if paths::is_reserved(&path_prefix) && !path_prefix.is_empty() {
@@ -425,23 +493,42 @@ impl GatewayConfig {
             if path_prefix.contains("//") || path_prefix.split('/').any(|s| s == "." || s == "..") {
                 return Err(ConfigError::new(field("from"), "path must be normalized"));
             }
-            let to = Url::parse(&route.to).map_err(|e| ConfigError::new(field("to"), e.to_string()))?;
-            let (up_scheme, up_host, up_port) = origin_parts(&to).map_err(|r| ConfigError::new(field("to"), r))?;
+            let to =
+                Url::parse(&route.to).map_err(|e| ConfigError::new(field("to"), e.to_string()))?;
+            let (up_scheme, up_host, up_port) =
+                origin_parts(&to).map_err(|r| ConfigError::new(field("to"), r))?;
             if to.query().is_some() || to.fragment().is_some() {
-                return Err(ConfigError::new(field("to"), "must not have a query or fragment"));
+                return Err(ConfigError::new(
+                    field("to"),
+                    "must not have a query or fragment",
+                ));
             }
-            let authority = if port == default_port(&scheme) { host.clone() } else { format!("{host}:{port}") };
+            let authority = if port == default_port(&scheme) {
+                host.clone()
+            } else {
+                format!("{host}:{port}")
+            };
             let origin = format!("{scheme}://{authority}");
             let name = match &route.name {
-                Some(n) if n.trim().is_empty() => return Err(ConfigError::new(field("name"), "must not be blank")),
+                Some(n) if n.trim().is_empty() => {
+                    return Err(ConfigError::new(field("name"), "must not be blank"))
+                }
                 Some(n) => n.clone(),
                 None => {
                     let tail = path_prefix.trim_start_matches('/');
-                    if tail.is_empty() { authority.clone() } else { format!("{authority}/{tail}") }
+                    if tail.is_empty() {
+                        authority.clone()
+                    } else {
+                        format!("{authority}/{tail}")
+                    }
                 }
             };
             for (j, scope) in server.scopes.iter().enumerate() {
-                if scope.is_empty() || !scope.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\') {
+                if scope.is_empty()
+                    || !scope
+                        .chars()
+                        .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+                {
                     return Err(ConfigError::new(
                         field(&format!("mcp.server.scopes[{j}]")),
                         "must be a non-empty scope token (printable ASCII, no quotes or backslashes)",
@@ -453,7 +540,10 @@ impl GatewayConfig {
                 name,
                 description: route.description.clone(),
                 resource: format!("{origin}{path_prefix}"),
-                resource_metadata_url: format!("{origin}{}{path_prefix}", paths::PROTECTED_RESOURCE_METADATA),
+                resource_metadata_url: format!(
+                    "{origin}{}{path_prefix}",
+                    paths::PROTECTED_RESOURCE_METADATA
+                ),
                 scheme,
                 host,
                 port,
@@ -509,8 +599,15 @@ pub fn canonical_resource(resource: &str) -> Option<String> {
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
         return None;
     }
-    let authority = if port == default_port(&scheme) { host } else { format!("{host}:{port}") };
-    Some(format!("{scheme}://{authority}{}", url.path().trim_end_matches('/')))
+    let authority = if port == default_port(&scheme) {
+        host
+    } else {
+        format!("{host}:{port}")
+    };
+    Some(format!(
+        "{scheme}://{authority}{}",
+        url.path().trim_end_matches('/')
+    ))
 }
 
 fn origin_parts(url: &Url) -> Result<(String, String, u16), String> {
@@ -523,7 +620,9 @@ fn origin_parts(url: &Url) -> Result<(String, String, u16), String> {
         Some(h) => h.to_string().to_ascii_lowercase(),
         None => return Err("must name a host".into()),
     };
-    let port = url.port_or_known_default().unwrap_or_else(|| default_port(&scheme));
+    let port = url
+        .port_or_known_default()
+        .unwrap_or_else(|| default_port(&scheme));
     Ok((scheme, host, port))
 }
 
@@ -532,13 +631,22 @@ fn validate_issuer(issuer: &str) -> Result<(), ConfigError> {
     let url = Url::parse(issuer).map_err(|e| ConfigError::new(FIELD, e.to_string()))?;
     let (scheme, host, _) = origin_parts(&url).map_err(|r| ConfigError::new(FIELD, r))?;
     if scheme == "http" && !is_loopback_host(&host) {
-        return Err(ConfigError::new(FIELD, "must use https (http is allowed for loopback hosts only)"));
+        return Err(ConfigError::new(
+            FIELD,
+            "must use https (http is allowed for loopback hosts only)",
+        ));
     }
     if url.path() != "/" || issuer.ends_with('/') {
-        return Err(ConfigError::new(FIELD, "must be an origin without a path or trailing slash"));
+        return Err(ConfigError::new(
+            FIELD,
+            "must be an origin without a path or trailing slash",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-        return Err(ConfigError::new(FIELD, "must not have a query, fragment or user information"));
+        return Err(ConfigError::new(
+            FIELD,
+            "must not have a query, fragment or user information",
+        ));
     }
     Ok(())
 }
@@ -553,15 +661,22 @@ pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
         "https" => Ok(()),
         "http" => match url.host_str() {
             Some(h) if is_loopback_host(h.trim_start_matches('[').trim_end_matches(']')) => Ok(()),
-            _ => Err("http is allowed for loopback hosts only (localhost, 127.0.0.1, [::1])".into()),
+            _ => {
+                Err("http is allowed for loopback hosts only (localhost, 127.0.0.1, [::1])".into())
+            }
         },
-        other => Err(format!("scheme {other} is not allowed; use https or a loopback http URI")),
+        other => Err(format!(
+            "scheme {other} is not allowed; use https or a loopback http URI"
+        )),
     }
 }
 
 pub fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+        || host
+            .parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
 }
 
 fn positive(d: Duration, field: &str) -> Result<(), ConfigError> {
@@ -676,41 +791,89 @@ routes:
         let filter = config.filter_config().expect("projection");
         assert_eq!(filter.routes.len(), 2);
         assert_eq!(filter.routes[0].scopes, vec!["mcp:tools".to_string()]);
-        assert!(filter.match_route("localhost:18080", "/everything").is_some());
+        assert!(filter
+            .match_route("localhost:18080", "/everything")
+            .is_some());
     }
 
     #[test]
     fn errors_name_the_field() {
-        assert_eq!(err(&BASE.replace("issuer: http://localhost:18080", "issuer: http://example.com")).field,
-            "authorization_server.issuer");
-        assert_eq!(err(&BASE.replace("issuer: http://localhost:18080", "issuer: http://localhost:18080/x")).field,
-            "authorization_server.issuer");
-        assert_eq!(err(&BASE.replace("to: http://127.0.0.1:3001/mcp", "to: ftp://x")).field, "routes[0].to");
-        assert_eq!(err(&BASE.replace("/second/", "/everything")).field, "routes[1].from");
-        assert_eq!(err(&BASE.replace("/second/", "/.well-known/x")).field, "routes[1].from");
-        assert_eq!(err(&BASE.replace("scopes: [mcp:tools]", "scopes: ['a b']")).field, "routes[0].mcp.server.scopes[0]");
+        assert_eq!(
+            err(&BASE.replace(
+                "issuer: http://localhost:18080",
+                "issuer: http://example.com"
+            ))
+            .field,
+            "authorization_server.issuer"
+        );
+        assert_eq!(
+            err(&BASE.replace(
+                "issuer: http://localhost:18080",
+                "issuer: http://localhost:18080/x"
+            ))
+            .field,
+            "authorization_server.issuer"
+        );
+        assert_eq!(
+            err(&BASE.replace("to: http://127.0.0.1:3001/mcp", "to: ftp://x")).field,
+            "routes[0].to"
+        );
+        assert_eq!(
+            err(&BASE.replace("/second/", "/everything")).field,
+            "routes[1].from"
+        );
+        assert_eq!(
+            err(&BASE.replace("/second/", "/.well-known/x")).field,
+            "routes[1].from"
+        );
+        assert_eq!(
+            err(&BASE.replace("scopes: [mcp:tools]", "scopes: ['a b']")).field,
+            "routes[0].mcp.server.scopes[0]"
+        );
         let unknown = err(&BASE.replace("    name: Everything", "    nmae: Everything"));
         assert!(unknown.field.starts_with("routes[0]"), "{unknown}");
         assert!(unknown.reason.contains("nmae"), "{unknown}");
-        let bad_duration = err(&BASE.replace("  signing_key_file: key.pem", "  signing_key_file: key.pem\n  access_token_lifetime: soon"));
-        assert_eq!(bad_duration.field, "authorization_server.access_token_lifetime");
-        assert_eq!(err(&BASE.replace("mcp: {server: {}}", "mcp: {}")).field, "routes[1].mcp");
-        assert_eq!(err(&BASE.replace("sqlite://data", "mysql://data")).field, "token_service.database_url");
+        let bad_duration = err(&BASE.replace(
+            "  signing_key_file: key.pem",
+            "  signing_key_file: key.pem\n  access_token_lifetime: soon",
+        ));
+        assert_eq!(
+            bad_duration.field,
+            "authorization_server.access_token_lifetime"
+        );
+        assert_eq!(
+            err(&BASE.replace("mcp: {server: {}}", "mcp: {}")).field,
+            "routes[1].mcp"
+        );
+        assert_eq!(
+            err(&BASE.replace("sqlite://data", "mysql://data")).field,
+            "token_service.database_url"
+        );
     }
 
     #[test]
     fn static_clients_are_checked() {
         let with_client = |client: &str| {
-            BASE.replace("  signing_key_file: key.pem", &format!("  signing_key_file: key.pem\n  clients:\n{client}"))
+            BASE.replace(
+                "  signing_key_file: key.pem",
+                &format!("  signing_key_file: key.pem\n  clients:\n{client}"),
+            )
         };
         let ok = with_client("    - client_id: cli\n      client_secret: 0123456789abcdef\n      redirect_uris: [http://127.0.0.1/cb]\n");
         GatewayConfig::from_yaml(&ok).expect("valid client");
-        let missing_secret = with_client("    - client_id: cli\n      redirect_uris: [https://a.example/cb]\n");
-        assert_eq!(err(&missing_secret).field, "authorization_server.clients[0].client_secret");
+        let missing_secret =
+            with_client("    - client_id: cli\n      redirect_uris: [https://a.example/cb]\n");
+        assert_eq!(
+            err(&missing_secret).field,
+            "authorization_server.clients[0].client_secret"
+        );
         let bad_uri = with_client(
             "    - client_id: cli\n      token_endpoint_auth_method: none\n      redirect_uris: [http://evil.example/cb]\n",
         );
-        assert_eq!(err(&bad_uri).field, "authorization_server.clients[0].redirect_uris[0]");
+        assert_eq!(
+            err(&bad_uri).field,
+            "authorization_server.clients[0].redirect_uris[0]"
+        );
     }
 
     #[test]
@@ -727,8 +890,14 @@ routes:
 
     #[test]
     fn canonical_resource_forms() {
-        assert_eq!(canonical_resource("http://LOCALHOST:18080/everything/").as_deref(), Some("http://localhost:18080/everything"));
-        assert_eq!(canonical_resource("https://a.example:443/").as_deref(), Some("https://a.example"));
+        assert_eq!(
+            canonical_resource("http://LOCALHOST:18080/everything/").as_deref(),
+            Some("http://localhost:18080/everything")
+        );
+        assert_eq!(
+            canonical_resource("https://a.example:443/").as_deref(),
+            Some("https://a.example")
+        );
         assert_eq!(canonical_resource("https://a.example/x?y=1"), None);
         assert_eq!(canonical_resource("urn:x"), None);
     }

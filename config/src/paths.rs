@@ -25,7 +25,9 @@ pub const RESERVED_PREFIXES: [&str; 2] = ["/.well-known", GATEWAY_PREFIX];
 
 /// True when `path` (without query) is under one of the reserved prefixes, segment-wise.
 pub fn is_reserved(path: &str) -> bool {
-    RESERVED_PREFIXES.iter().any(|prefix| path_has_prefix(path, prefix))
+    RESERVED_PREFIXES
+        .iter()
+        .any(|prefix| path_has_prefix(path, prefix))
 }
 
 /// Segment-aware prefix test: `/a` matches `/a` and `/a/b`, not `/ab`. An empty prefix matches all.

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Starts the whole gateway locally, on 127.0.0.1 only, until Ctrl-C:
+#   Envoy (with the mcpgate filter) on :18080, the token service on :18081 (SQLite in .run/data),
+#   and the MCP reference server ("everything") on :18101 behind the route /everything.
+# Everything it needs is installed by scripts/setup.sh on first run.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+
+config="$root/gateway.yaml"
+run="$root/.run"
+demo_user="demo"
+demo_password="mcpgate-demo"
+mkdir -p "$run/data" "$run/logs"
+
+scripts/setup.sh
+./wasm-build.sh
+cargo build --release -p mcpgate-token-service
+ts="$root/target/release/mcpgate-token-service"
+
+users_file="$run/data/users.yaml"
+if [ ! -s "$users_file" ] || ! grep -q "username: $demo_user" "$users_file"; then
+  echo "==> creating the demo user '$demo_user'"
+  printf '%s\n' "$demo_password" | "$ts" user add --config "$config" --username "$demo_user" \
+    --email demo@example.com --name "Demo User" --group engineering --password-stdin
+fi
+"$ts" envoy-bootstrap --config "$config" --out "$run/envoy.yaml"
+
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  echo
+  echo "==> stopping"
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  sleep 1
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+}
+trap stop INT TERM EXIT
+
+start() { # name, command...
+  local name="$1"; shift
+  setsid "$@" >"$run/logs/$name.log" 2>&1 &
+  pids+=("$!")
+  echo "==> started $name (pid $!, log .run/logs/$name.log)"
+}
+
+wait_for() { # url, name
+  for _ in $(seq 1 100); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "$2 did not become ready; see .run/logs/" >&2
+  exit 1
+}
+
+start everything env PORT=18101 node tests/e2e/node_modules/@modelcontextprotocol/server-everything/dist/index.js streamableHttp
+start token-service "$ts" serve --config "$config"
+wait_for http://127.0.0.1:18081/.mcpgate/healthz "the token service"
+start envoy .venv/bin/envoy -c "$run/envoy.yaml" --concurrency 2 --log-level warn
+wait_for http://127.0.0.1:18090/ready "Envoy"
+
+cat <<MSG
+
+mcpgate is running.
+
+  MCP server URL:  http://localhost:18080/everything
+  Sign in as:      $demo_user / $demo_password
+
+Connect a client, for example:
+  npx @modelcontextprotocol/inspector        (transport "Streamable HTTP", the URL above)
+  claude mcp add --transport http everything http://localhost:18080/everything
+
+The client discovers the gateway's authorization server from the 401, registers itself, and opens
+the sign-in page in your browser. Envoy's access log: .run/logs/envoy.log
+
+Press Ctrl-C to stop everything.
+MSG
+wait -n || true
+echo "==> a process exited; see .run/logs/" >&2

