@@ -68,10 +68,20 @@ fn bootstrap(config: &GatewayConfig) -> Result<Value, ConfigError> {
         .collect();
     virtual_hosts.push(json!({"name": "any_host", "domains": ["*"], "routes": reserved_routes()}));
 
-    let mut clusters = vec![static_cluster(
-        TOKEN_SERVICE_CLUSTER,
-        config.token_service.listen,
-    )];
+    let token_service = config.token_service_address();
+    let (ts_host, ts_port) = token_service
+        .rsplit_once(':')
+        .unwrap_or((token_service.as_str(), "80"));
+    let token_service = Upstream {
+        scheme: "http".into(),
+        host: ts_host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port: ts_port.parse().unwrap_or(80),
+        path: String::new(),
+    };
+    let mut clusters = vec![upstream_cluster(TOKEN_SERVICE_CLUSTER, &token_service)];
     for route in &routes {
         clusters.push(upstream_cluster(
             &route_cluster_name(route),
@@ -213,18 +223,6 @@ fn upstream_authority(u: &Upstream) -> String {
 
 fn socket_address(addr: SocketAddr) -> Value {
     json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}})
-}
-
-fn static_cluster(name: &str, addr: SocketAddr) -> Value {
-    json!({
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "2s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket_address(addr)}}]}],
-        },
-    })
 }
 
 fn upstream_cluster(name: &str, upstream: &Upstream) -> Value {

@@ -180,6 +180,10 @@ pub struct EnvoySettings {
     /// How often the filter refreshes signing keys.
     #[serde(default = "defaults::jwks_refresh", with = "humantime_serde")]
     pub jwks_refresh: Duration,
+    /// `host:port` at which Envoy reaches the token service, when it is not `token_service.listen`
+    /// (containers, another machine).
+    #[serde(default)]
+    pub token_service_address: Option<String>,
 }
 
 impl Default for EnvoySettings {
@@ -189,6 +193,7 @@ impl Default for EnvoySettings {
             admin: defaults::envoy_admin(),
             wasm_module: defaults::wasm_module(),
             jwks_refresh: defaults::jwks_refresh(),
+            token_service_address: None,
         }
     }
 }
@@ -397,6 +402,17 @@ impl GatewayConfig {
         }
         positive(cimd.fetch_timeout, &format!("{cimd_field}.fetch_timeout"))?;
         positive(self.envoy.jwks_refresh, "envoy.jwks_refresh")?;
+        if let Some(addr) = &self.envoy.token_service_address {
+            let port_ok = addr
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(ConfigError::new(
+                    "envoy.token_service_address",
+                    "must be host:port",
+                ));
+            }
+        }
         if self.token_service.database_url.is_empty() {
             return Err(ConfigError::new(
                 "token_service.database_url",
@@ -562,6 +578,14 @@ impl GatewayConfig {
         Ok(out)
     }
 
+    /// Where Envoy reaches the token service (`host:port`).
+    pub fn token_service_address(&self) -> String {
+        self.envoy
+            .token_service_address
+            .clone()
+            .unwrap_or_else(|| self.token_service.listen.to_string())
+    }
+
     /// The projection handed to the filter.
     pub fn filter_config(&self) -> Result<FilterConfig, ConfigError> {
         let routes = self
@@ -582,7 +606,7 @@ impl GatewayConfig {
             issuer: self.authorization_server.issuer.clone(),
             algorithm: self.authorization_server.signing_algorithm,
             token_service_cluster: TOKEN_SERVICE_CLUSTER.to_string(),
-            token_service_authority: self.token_service.listen.to_string(),
+            token_service_authority: self.token_service_address(),
             jwks_refresh_seconds: self.envoy.jwks_refresh.as_secs().max(1),
             leeway_seconds: self.authorization_server.leeway.as_secs(),
             routes,
