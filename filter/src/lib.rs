@@ -1,1 +1,39 @@
-pub fn placeholder() {}
+//! mcpgate proxy-wasm HTTP filter.
+//!
+//! Verifies the MCP client's access token (a JWT from mcpgate's token service) locally on every
+//! request to a server route, answers 401 challenges and CORS preflights, strips the client's
+//! `Authorization` header and forwards the request; bodies and responses stream untouched.
+//!
+//! The protocol logic lives in plain modules without host calls, unit-tested natively:
+//! [`jwks`], [`access_token`], [`token_cache`], [`challenge`], [`request`], [`refresh`].
+//! [`host`] is the thin proxy-wasm layer. Nothing here may panic: a panic traps the worker's VM.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+#![cfg_attr(test, allow(clippy::arithmetic_side_effects, clippy::string_slice))]
+
+pub mod access_token;
+pub mod challenge;
+pub mod host;
+pub mod jwks;
+pub mod refresh;
+pub mod request;
+pub mod token_cache;
+
+#[cfg(test)]
+mod test_support;
+
+// The Wasm entry point. Only built for Wasm: natively the crate is a library for the tests.
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Trace);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(host::Root::default())
+    });
+}}

@@ -1,0 +1,677 @@
+//! The proxy-wasm layer: a root context per VM (configuration, JWKS refresh, metrics) and an
+//! http context per request. It only moves data between the host and the pure modules.
+//!
+//! Every host call goes through `proxy_wasm::hostcalls` functions that return `Result`; the SDK
+//! convenience methods unwrap internally and would trap the VM on an unexpected status.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use mcpgate_config::{paths, FilterConfig};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+
+use crate::access_token::{self, TokenError, VerifyParams};
+use crate::challenge::{self, LocalResponse};
+use crate::jwks::{KeySet, MAX_JWKS_BYTES};
+use crate::refresh::{self, Refresher, FETCH_TIMEOUT_SECONDS, RETRY_WITH_KEYS_SECONDS};
+use crate::request;
+use crate::token_cache::{hash_token, TokenCache};
+
+const TICK: Duration = Duration::from_secs(1);
+const NO_KEYS: &str = "the gateway's signing keys are not available";
+
+fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+/// Current unix time in seconds from the host clock (not WASI's).
+fn now_secs() -> Option<u64> {
+    hostcalls::get_current_time()
+        .ok()?
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+/// Envoy counters (`wasmcustom.<name>`). Failing to define or bump one never affects a request.
+#[derive(Debug, Default, Clone, Copy)]
+struct Metrics {
+    requests: Option<u32>,
+    accepted: Option<u32>,
+    rejected: Option<u32>,
+    cache_hits: Option<u32>,
+    jwks_refresh: Option<u32>,
+    jwks_refresh_failed: Option<u32>,
+    unavailable: Option<u32>,
+}
+
+impl Metrics {
+    fn define() -> Self {
+        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        Metrics {
+            requests: counter("mcpgate_requests_total"),
+            accepted: counter("mcpgate_token_accepted_total"),
+            rejected: counter("mcpgate_token_rejected_total"),
+            cache_hits: counter("mcpgate_token_cache_hits_total"),
+            jwks_refresh: counter("mcpgate_jwks_refresh_total"),
+            jwks_refresh_failed: counter("mcpgate_jwks_refresh_failed_total"),
+            unavailable: counter("mcpgate_unavailable_total"),
+        }
+    }
+
+    fn bump(id: Option<u32>) {
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+}
+
+/// Per-VM state shared by the root context and the http contexts of one worker.
+struct Vm {
+    config: Rc<FilterConfig>,
+    shared_key: String,
+    lease_key: String,
+    keys: Option<Rc<KeySet>>,
+    /// CAS of the shared-data value the keys were parsed from.
+    keys_cas: Option<u32>,
+    /// When the shared copy was fetched (from the shared value).
+    fetched_at: Option<u64>,
+    cache: TokenCache,
+    refresher: Refresher,
+    metrics: Metrics,
+    /// Failed refreshes in a row (for log throttling).
+    failures: u64,
+}
+
+type SharedVm = Rc<RefCell<Vm>>;
+
+impl Vm {
+    fn new(config: FilterConfig) -> Self {
+        // Keyed by the token service, so a reconfiguration to another one never reuses old keys.
+        let scope = format!(
+            "{}|{}",
+            config.token_service_cluster, config.token_service_authority
+        );
+        Vm {
+            shared_key: format!("mcpgate.jwks|{scope}"),
+            lease_key: format!("mcpgate.jwks.lease|{scope}"),
+            refresher: Refresher::new(config.jwks_refresh_seconds),
+            config: Rc::new(config),
+            keys: None,
+            keys_cas: None,
+            fetched_at: None,
+            cache: TokenCache::default(),
+            metrics: Metrics::define(),
+            failures: 0,
+        }
+    }
+
+    fn params(&self) -> VerifyParams<'_> {
+        VerifyParams {
+            issuer: &self.config.issuer,
+            algorithm: self.config.algorithm.as_str(),
+            leeway_seconds: self.config.leeway_seconds,
+        }
+    }
+
+    fn install(&mut self, keys: KeySet, cas: Option<u32>, fetched_at: u64) {
+        let changed = self
+            .keys
+            .as_ref()
+            .is_none_or(|old| old.kids().ne(keys.kids()));
+        if changed {
+            log(
+                LogLevel::Info,
+                &format!(
+                    "mcpgate: loaded {} signing key(s): {}",
+                    keys.len(),
+                    keys.kids().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+        self.cache.retain_kids(|kid| keys.contains(kid));
+        self.keys = Some(Rc::new(keys));
+        self.keys_cas = cas;
+        self.fetched_at = Some(fetched_at);
+    }
+
+    /// Adopt the shared copy if another VM (or this one) published a newer one.
+    fn sync_from_shared(&mut self) {
+        let Ok((Some(value), cas)) = hostcalls::get_shared_data(&self.shared_key) else {
+            return;
+        };
+        if cas.is_some() && cas == self.keys_cas {
+            return;
+        }
+        let Some((fetched_at, document)) = refresh::decode_shared(&value) else {
+            log(
+                LogLevel::Warn,
+                "mcpgate: ignoring an unreadable shared JWKS entry",
+            );
+            return;
+        };
+        match KeySet::parse(document) {
+            Ok(keys) => self.install(keys, cas, fetched_at),
+            Err(e) => log(
+                LogLevel::Warn,
+                &format!("mcpgate: ignoring the shared JWKS: {e}"),
+            ),
+        }
+    }
+
+    /// Send the JWKS request from the current context; its answer comes to that context.
+    fn dispatch_fetch(&mut self) -> Result<u32, Status> {
+        Metrics::bump(self.metrics.jwks_refresh);
+        let result = hostcalls::dispatch_http_call(
+            &self.config.token_service_cluster,
+            vec![
+                (":method", "GET"),
+                (":path", paths::JWKS),
+                (":authority", &self.config.token_service_authority),
+                ("accept", "application/json"),
+            ],
+            None,
+            vec![],
+            Duration::from_secs(FETCH_TIMEOUT_SECONDS),
+        );
+        if let Err(status) = result {
+            let cluster = &self.config.token_service_cluster;
+            self.note_failure(&format!("cannot call cluster {cluster}: {status:?}"));
+        }
+        result
+    }
+
+    /// Count a failed refresh; warn on the first of a run and every 60th after, debug otherwise,
+    /// so a token service outage does not flood the log at one line per worker per second.
+    fn note_failure(&mut self, reason: &str) {
+        Metrics::bump(self.metrics.jwks_refresh_failed);
+        self.failures = self.failures.saturating_add(1);
+        let level = if self.failures % 60 == 1 {
+            LogLevel::Warn
+        } else {
+            LogLevel::Debug
+        };
+        log(
+            level,
+            &format!(
+                "mcpgate: JWKS refresh failed ({} in a row): {reason}",
+                self.failures
+            ),
+        );
+    }
+
+    /// Handle a JWKS answer: validate, publish to shared data, install. `Err` says why not.
+    fn accept_fetch(&mut self, body_size: usize) -> Result<(), String> {
+        let result = self.read_fetch(body_size);
+        match &result {
+            Ok(()) => log(LogLevel::Debug, "mcpgate: JWKS refreshed"),
+            Err(e) => self.note_failure(e),
+        }
+        if result.is_ok() {
+            self.failures = 0;
+        }
+        result
+    }
+
+    fn read_fetch(&mut self, body_size: usize) -> Result<(), String> {
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .map(|s| String::from_utf8_lossy(&s).into_owned());
+        match status.as_deref() {
+            Some("200") => {}
+            Some(other) => return Err(format!("token service answered {other}")),
+            None => {
+                return Err(
+                    "no response from the token service (timeout or connection failure)".into(),
+                )
+            }
+        }
+        if body_size > MAX_JWKS_BYTES {
+            return Err(format!(
+                "JWKS document is larger than {MAX_JWKS_BYTES} bytes"
+            ));
+        }
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .map_err(|s| format!("cannot read the JWKS body: {s:?}"))?
+            .unwrap_or_default();
+        let keys = KeySet::parse(&body).map_err(|e| e.to_string())?;
+        let now = now_secs().ok_or("host clock unavailable")?;
+        let value = refresh::encode_shared(now, &body);
+        // Compare-and-swap against the copy we last saw; on a lost race the other copy is as
+        // fresh as ours, so either way every VM ends up on one copy.
+        let (_, cas) = hostcalls::get_shared_data(&self.shared_key).unwrap_or((None, None));
+        let published = hostcalls::set_shared_data(&self.shared_key, Some(&value), cas).is_ok();
+        let new_cas = if published {
+            hostcalls::get_shared_data(&self.shared_key)
+                .ok()
+                .and_then(|(_, cas)| cas)
+        } else {
+            None
+        };
+        self.install(keys, new_cas, now);
+        Ok(())
+    }
+
+    /// Claim the periodic fetch for this VM (one VM per stale period does it).
+    fn take_lease(&self, now: u64) -> bool {
+        let (value, cas) = hostcalls::get_shared_data(&self.lease_key).unwrap_or((None, None));
+        if !refresh::lease_is_free(value.as_deref(), now) {
+            return false;
+        }
+        let until = now.saturating_add(FETCH_TIMEOUT_SECONDS).to_string();
+        hostcalls::set_shared_data(&self.lease_key, Some(until.as_bytes()), cas).is_ok()
+    }
+
+    fn release_lease(&self) {
+        self.hold_lease(0);
+    }
+
+    fn hold_lease(&self, until: u64) {
+        let _ =
+            hostcalls::set_shared_data(&self.lease_key, Some(until.to_string().as_bytes()), None);
+    }
+}
+
+/// Root context: one per VM (one VM per Envoy worker).
+#[derive(Default)]
+pub struct Root {
+    vm: Option<SharedVm>,
+}
+
+impl Root {
+    fn tick(&mut self) {
+        let Some(vm) = &self.vm else { return };
+        let Some(now) = now_secs() else { return };
+        let mut vm = vm.borrow_mut();
+        vm.sync_from_shared();
+        let have_keys = vm.keys.is_some();
+        if !vm.refresher.should_fetch(now, vm.fetched_at, have_keys) {
+            return;
+        }
+        // With keys, one VM refreshes for all (the lease); without, every VM tries each second:
+        // a lease held by a lost call-out must not delay the first keys.
+        if have_keys && !vm.take_lease(now) {
+            return; // another VM is fetching; its copy arrives through shared data
+        }
+        vm.refresher.started(now);
+        if vm.dispatch_fetch().is_err() {
+            vm.refresher.finished(now, false);
+            vm.release_lease();
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        _token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(vm) = &self.vm else { return };
+        let mut vm = vm.borrow_mut();
+        let ok = vm.accept_fetch(body_size).is_ok();
+        let now = now_secs().unwrap_or(0);
+        vm.refresher.finished(now, ok);
+        if ok {
+            vm.release_lease();
+        } else {
+            // Keep the lease through the back-off so the other VMs do not retry at once.
+            vm.hold_lease(now.saturating_add(RETRY_WITH_KEYS_SECONDS));
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(
+            BufferType::PluginConfiguration,
+            0,
+            plugin_configuration_size,
+        ) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => Vec::new(),
+            Err(status) => {
+                log(
+                    LogLevel::Error,
+                    &format!("mcpgate: cannot read the plugin configuration: {status:?}"),
+                );
+                return false;
+            }
+        };
+        let config = match FilterConfig::from_json(&bytes) {
+            Ok(config) => config,
+            Err(e) => {
+                log(
+                    LogLevel::Error,
+                    &format!("mcpgate: invalid plugin configuration: {e}"),
+                );
+                return false;
+            }
+        };
+        log(
+            LogLevel::Info,
+            &format!(
+                "mcpgate: configured {} route(s), issuer {}, JWKS from cluster {}",
+                config.routes.len(),
+                config.issuer,
+                config.token_service_cluster
+            ),
+        );
+        self.vm = Some(Rc::new(RefCell::new(Vm::new(config))));
+        if let Err(status) = hostcalls::set_tick_period(TICK) {
+            log(
+                LogLevel::Warn,
+                &format!("mcpgate: cannot set the tick period: {status:?}"),
+            );
+        }
+        // Fetch (or adopt another VM's copy) right away instead of waiting for the first tick.
+        self.tick();
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.tick();
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http {
+            vm: self.vm.clone(),
+            state: State::Idle,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+enum State {
+    /// Not an MCP route, or accepted: the request streams on untouched.
+    Idle,
+    /// Waiting for a JWKS fetch before verifying; body and trailers are held until then.
+    WaitingForKeys { token: String, route: usize },
+    /// A local response was sent.
+    Answered,
+}
+
+enum Decision {
+    Accept,
+    Respond(LocalResponse),
+    FetchKeys,
+}
+
+pub struct Http {
+    vm: Option<SharedVm>,
+    state: State,
+}
+
+fn request_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+impl Http {
+    fn respond(&mut self, response: &LocalResponse) -> Action {
+        self.state = State::Answered;
+        if let Err(status) = hostcalls::send_http_response(
+            response.status,
+            response.header_pairs(),
+            Some(&response.body),
+        ) {
+            log(
+                LogLevel::Error,
+                &format!("mcpgate: cannot send a local response: {status:?}"),
+            );
+        }
+        Action::Pause
+    }
+
+    /// Strip the client's credentials before the request goes upstream.
+    fn strip_credentials(&mut self) -> bool {
+        match hostcalls::remove_map_value(MapType::HttpRequestHeaders, "authorization") {
+            Ok(()) => true,
+            Err(status) => {
+                log(
+                    LogLevel::Error,
+                    &format!("mcpgate: cannot remove the Authorization header: {status:?}"),
+                );
+                false
+            }
+        }
+    }
+
+    fn reject(vm: &Vm, route: usize, error: Option<&str>) -> Decision {
+        Metrics::bump(vm.metrics.rejected);
+        let (metadata_url, scopes) = match vm.config.routes.get(route) {
+            Some(r) => (r.resource_metadata_url.as_str(), r.scopes.as_slice()),
+            None => ("", &[][..]),
+        };
+        Decision::Respond(challenge::unauthorized(metadata_url, scopes, error))
+    }
+
+    fn unavailable(vm: &Vm, description: &str) -> Decision {
+        Metrics::bump(vm.metrics.unavailable);
+        Decision::Respond(challenge::unavailable(description))
+    }
+
+    /// Verify `token` for route index `route`. `may_fetch`: a JWKS fetch may still help.
+    fn decide(vm: &mut Vm, token: &str, route: usize, may_fetch: bool) -> Decision {
+        let Some(now) = now_secs() else {
+            return Self::unavailable(vm, "the gateway clock is unavailable");
+        };
+        let config = Rc::clone(&vm.config);
+        let Some(resource) = config.routes.get(route).map(|r| r.resource.as_str()) else {
+            return Self::unavailable(vm, "route configuration changed");
+        };
+        let leeway = config.leeway_seconds;
+        let hash = hash_token(token);
+        if let Some(claims) = vm.cache.get(&hash, now, leeway) {
+            let result = claims.check_for_route(resource, now, leeway);
+            Metrics::bump(vm.metrics.cache_hits);
+            return Self::finish(vm, route, result);
+        }
+        if vm.keys.is_none() {
+            vm.sync_from_shared();
+        }
+        let Some(keys) = vm.keys.clone() else {
+            return if may_fetch {
+                Decision::FetchKeys
+            } else {
+                Self::unavailable(vm, NO_KEYS)
+            };
+        };
+        match access_token::verify_signed(token, &keys, &vm.params(), now) {
+            Ok(claims) => {
+                let result = claims.check_for_route(resource, now, leeway);
+                vm.cache.insert(hash, claims, now, leeway);
+                Self::finish(vm, route, result)
+            }
+            Err(TokenError::UnknownKeyId) if may_fetch => {
+                // Maybe another VM already has the new keys; otherwise refresh, rate limited.
+                vm.sync_from_shared();
+                if vm.keys.as_ref().is_some_and(|k| !Rc::ptr_eq(k, &keys)) {
+                    return Self::decide(vm, token, route, false);
+                }
+                if vm.refresher.try_force(now) {
+                    Decision::FetchKeys
+                } else {
+                    Self::finish(vm, route, Err(TokenError::UnknownKeyId))
+                }
+            }
+            Err(e) => Self::finish(vm, route, Err(e)),
+        }
+    }
+
+    fn finish(vm: &Vm, route: usize, result: Result<(), TokenError>) -> Decision {
+        match result {
+            Ok(()) => {
+                Metrics::bump(vm.metrics.accepted);
+                Decision::Accept
+            }
+            Err(e) => {
+                let name = vm
+                    .config
+                    .routes
+                    .get(route)
+                    .map(|r| r.name.as_str())
+                    .unwrap_or("?");
+                log(
+                    LogLevel::Debug,
+                    &format!("mcpgate: route {name}: rejected token: {e}"),
+                );
+                Self::reject(vm, route, Some(e.description()))
+            }
+        }
+    }
+
+    fn on_headers(&mut self) -> Action {
+        let Some(vm_rc) = self.vm.clone() else {
+            return Action::Continue;
+        };
+        let config = Rc::clone(&vm_rc.borrow().config);
+        let authority = request_header(":authority")
+            .or_else(|| request_header("host"))
+            .unwrap_or_default();
+        let path = request_header(":path").unwrap_or_default();
+        let Some(route) = config
+            .match_route(&authority, &path)
+            .and_then(|matched| config.routes.iter().position(|r| std::ptr::eq(r, matched)))
+        else {
+            return Action::Continue; // not an MCP route (reserved paths belong to the token service)
+        };
+        let mut vm = vm_rc.borrow_mut();
+        Metrics::bump(vm.metrics.requests);
+
+        let method = request_header(":method").unwrap_or_default();
+        if request::is_preflight(
+            &method,
+            request_header("access-control-request-method").is_some(),
+        ) {
+            drop(vm);
+            return self.respond(&challenge::preflight());
+        }
+
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+        let values: Vec<&[u8]> = headers
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .map(|(_, value)| value.as_slice())
+            .collect();
+        let token = match request::bearer_token(&values) {
+            Ok(token) => token.to_owned(),
+            Err(e) => {
+                let decision = Self::reject(&vm, route, e.description());
+                drop(vm);
+                return self.act_on_headers(decision);
+            }
+        };
+        let decision = Self::decide(&mut vm, &token, route, true);
+        if let Decision::FetchKeys = decision {
+            if vm.dispatch_fetch().is_ok() {
+                self.state = State::WaitingForKeys { token, route };
+                return Action::Pause;
+            }
+            let fallback = if vm.keys.is_some() {
+                Self::finish(&vm, route, Err(TokenError::UnknownKeyId))
+            } else {
+                Self::unavailable(&vm, NO_KEYS)
+            };
+            drop(vm);
+            return self.act_on_headers(fallback);
+        }
+        drop(vm);
+        self.act_on_headers(decision)
+    }
+
+    fn act_on_headers(&mut self, decision: Decision) -> Action {
+        match decision {
+            Decision::Accept => {
+                if self.strip_credentials() {
+                    self.state = State::Idle;
+                    Action::Continue
+                } else {
+                    self.respond(&challenge::unavailable(
+                        "the request could not be processed",
+                    ))
+                }
+            }
+            Decision::Respond(response) => self.respond(&response),
+            // Not reached: callers dispatch the fetch themselves; fail closed all the same.
+            Decision::FetchKeys => self.respond(&challenge::unavailable(NO_KEYS)),
+        }
+    }
+}
+
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        _token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let State::WaitingForKeys { token, route } =
+            std::mem::replace(&mut self.state, State::Answered)
+        else {
+            return;
+        };
+        let Some(vm_rc) = self.vm.clone() else { return };
+        let decision = {
+            let mut vm = vm_rc.borrow_mut();
+            let _ = vm.accept_fetch(body_size);
+            Self::decide(&mut vm, &token, route, false)
+        };
+        match decision {
+            Decision::Accept if self.strip_credentials() => {
+                self.state = State::Idle;
+                if let Err(status) = hostcalls::resume_http_request() {
+                    log(
+                        LogLevel::Error,
+                        &format!("mcpgate: cannot resume the request: {status:?}"),
+                    );
+                }
+            }
+            Decision::Accept => {
+                self.respond(&challenge::unavailable(
+                    "the request could not be processed",
+                ));
+            }
+            Decision::Respond(response) => {
+                self.respond(&response);
+            }
+            Decision::FetchKeys => {
+                self.respond(&challenge::unavailable(NO_KEYS));
+            }
+        }
+    }
+}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.on_headers()
+    }
+
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        // While the headers wait for the keys (or after a local answer), the body must not slip
+        // past: returning Continue here would resume the stopped request unverified.
+        match self.state {
+            State::Idle => Action::Continue,
+            State::WaitingForKeys { .. } | State::Answered => Action::Pause,
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        match self.state {
+            State::Idle => Action::Continue,
+            State::WaitingForKeys { .. } | State::Answered => Action::Pause,
+        }
+    }
+}
