@@ -260,7 +260,13 @@ fn access_log() -> Value {
         "name": "envoy.access_loggers.stdout",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-            "log_format": {"json_format": {
+            "log_format": {
+                // REQ_WITHOUT_QUERY is an extension formatter in Envoy 1.40: it must be declared.
+                "formatters": [{
+                    "name": "envoy.formatter.req_without_query",
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery"},
+                }],
+                "json_format": {
                 "time": "%START_TIME%",
                 "request_id": "%REQ(X-REQUEST-ID)%",
                 "method": "%REQ(:METHOD)%",

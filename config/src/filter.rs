@@ -62,6 +62,29 @@ pub struct FilterRoute {
     /// Scopes advertised in the challenge; empty means none.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// The route's access policy (compiled by the filter at configure time).
+    #[serde(default)]
+    pub policy: Option<serde_json::Value>,
+    /// Largest request body the filter buffers and parses; larger bodies get 413.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// Argument keys or JSON paths (`$.a.b`) replaced by `"[redacted]"` in audit records.
+    #[serde(default)]
+    pub audit_redact: Vec<String>,
+    /// Audit records cut the serialized arguments at this many bytes.
+    #[serde(default = "default_audit_max_argument_bytes")]
+    pub audit_max_argument_bytes: usize,
+}
+
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_AUDIT_MAX_ARGUMENT_BYTES: usize = 2048;
+
+fn default_max_request_bytes() -> usize {
+    DEFAULT_MAX_REQUEST_BYTES
+}
+
+fn default_audit_max_argument_bytes() -> usize {
+    DEFAULT_AUDIT_MAX_ARGUMENT_BYTES
 }
 
 impl FilterConfig {
@@ -116,6 +139,13 @@ impl FilterConfig {
             if route.resource.is_empty() {
                 return Err(ConfigError::new(field("resource"), "must not be empty"));
             }
+            if route.max_request_bytes == 0 {
+                return Err(ConfigError::new(
+                    field("max_request_bytes"),
+                    "must be at least 1",
+                ));
+            }
+            compile_policy(route.policy.as_ref(), &field("policy"))?;
         }
         Ok(())
     }
@@ -138,6 +168,21 @@ impl FilterConfig {
             })
             .max_by_key(|r| r.path_prefix.len())
     }
+}
+
+/// Compile a route policy, naming the failing field under `field` (`routes[0].policy`).
+pub fn compile_policy(
+    policy: Option<&serde_json::Value>,
+    field: &str,
+) -> Result<mcpgate_policy::Policy, ConfigError> {
+    mcpgate_policy::Policy::compile_optional(policy).map_err(|e| {
+        let path = if e.field.is_empty() {
+            field.to_string()
+        } else {
+            format!("{field}.{}", e.field)
+        };
+        ConfigError::new(path, e.reason)
+    })
 }
 
 /// Split `host[:port]`, handling bracketed IPv6 literals. A malformed port yields `Some(0)`,
@@ -179,6 +224,10 @@ mod tests {
             resource: format!("http://{host}:{port}{prefix}"),
             resource_metadata_url: String::new(),
             scopes: vec![],
+            policy: None,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            audit_redact: vec![],
+            audit_max_argument_bytes: DEFAULT_AUDIT_MAX_ARGUMENT_BYTES,
         }
     }
 
@@ -249,6 +298,11 @@ mod tests {
             bad.validate().map_err(|e| e.field),
             Err("routes[0].path_prefix".into())
         );
+        bad.routes[0].path_prefix = "/a".into();
+        bad.routes[0].policy =
+            Some(serde_json::json!({"allow": {"and": [{"no_such_criterion": 1}]}}));
+        let err = bad.validate().expect_err("bad policy");
+        assert!(err.field.starts_with("routes[0].policy.allow"), "{err}");
         bad.routes.clear();
         bad.jwks_refresh_seconds = 0;
         assert_eq!(

@@ -224,7 +224,7 @@ pub struct Mcp {
     pub client: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpServer {
     /// Scopes advertised in the 401 challenge and the protected-resource metadata.
@@ -233,6 +233,31 @@ pub struct McpServer {
     /// Let `/authorize` requests without `resource` (older clients) default to this route.
     #[serde(default)]
     pub default_resource: bool,
+    /// Largest MCP request body accepted, in bytes (default 1 MiB); larger ones get 413.
+    #[serde(default = "defaults::max_request_bytes")]
+    pub max_request_bytes: usize,
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Tool-argument keys (`password`) or JSON paths (`$.auth.token`) replaced by `"[redacted]"`.
+    #[serde(default)]
+    pub redact: Vec<String>,
+    /// Serialized arguments in an audit record are cut at this many bytes.
+    #[serde(default = "defaults::audit_max_argument_bytes")]
+    pub max_argument_bytes: usize,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            redact: vec![],
+            max_argument_bytes: defaults::audit_max_argument_bytes(),
+        }
+    }
 }
 
 /// A server route with everything derived from its URLs, computed once at load.
@@ -253,6 +278,9 @@ pub struct ServerRoute {
     pub upstream: Upstream,
     pub scopes: Vec<String>,
     pub default_resource: bool,
+    pub policy: Option<serde_json::Value>,
+    pub max_request_bytes: usize,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -451,6 +479,18 @@ impl GatewayConfig {
                 ));
             }
         }
+        for r in &routes {
+            crate::filter::compile_policy(
+                r.policy.as_ref(),
+                &format!("routes[{}].policy", r.index),
+            )?;
+            if r.max_request_bytes == 0 {
+                return Err(ConfigError::new(
+                    format!("routes[{}].mcp.server.max_request_bytes", r.index),
+                    "must be at least 1",
+                ));
+            }
+        }
         let mut default_hosts = HashSet::new();
         for r in routes.iter().filter(|r| r.default_resource) {
             if !default_hosts.insert(r.authority.clone()) {
@@ -573,6 +613,9 @@ impl GatewayConfig {
                 },
                 scopes: server.scopes.clone(),
                 default_resource: server.default_resource,
+                policy: route.policy.clone(),
+                max_request_bytes: server.max_request_bytes,
+                audit: server.audit.clone(),
             });
         }
         Ok(out)
@@ -600,6 +643,10 @@ impl GatewayConfig {
                 resource: r.resource,
                 resource_metadata_url: r.resource_metadata_url,
                 scopes: r.scopes,
+                policy: r.policy,
+                max_request_bytes: r.max_request_bytes,
+                audit_redact: r.audit.redact,
+                audit_max_argument_bytes: r.audit.max_argument_bytes,
             })
             .collect();
         Ok(FilterConfig {
@@ -737,6 +784,12 @@ mod defaults {
     }
     pub fn yes() -> bool {
         true
+    }
+    pub fn max_request_bytes() -> usize {
+        crate::filter::DEFAULT_MAX_REQUEST_BYTES
+    }
+    pub fn audit_max_argument_bytes() -> usize {
+        crate::filter::DEFAULT_AUDIT_MAX_ARGUMENT_BYTES
     }
     pub fn registration_max_bytes() -> usize {
         16 * 1024

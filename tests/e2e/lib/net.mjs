@@ -1,0 +1,52 @@
+// Loopback ports and small HTTP helpers.
+import net from 'node:net';
+
+/** `count` distinct free TCP ports on 127.0.0.1 (held open together so they differ). */
+export async function freePorts(count) {
+  const servers = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = net.createServer();
+      await new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', resolve);
+      });
+      servers.push(server);
+    }
+    return servers.map((s) => s.address().port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  }
+}
+
+/** True when something accepts TCP connections on 127.0.0.1:port. */
+export function portOpen(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** fetch that never follows redirects and returns {status, headers, text, json}. */
+export async function request(url, init = {}) {
+  const response = await fetch(url, { redirect: 'manual', ...init });
+  const text = await response.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: response.status, headers: response.headers, text, json, url: String(url) };
+}
+
+/** One-line description of a response for assertion messages. */
+export function describe(res) {
+  const www = res.headers.get('www-authenticate');
+  const loc = res.headers.get('location');
+  return `${res.status}${www ? ` WWW-Authenticate: ${www}` : ''}${loc ? ` Location: ${loc}` : ''} body: ${res.text.slice(0, 300)}`;
+}

@@ -1,0 +1,273 @@
+//! The running service: shared state, the router, the purge task and `serve`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use mcpgate_config::gateway::ServerRoute;
+use mcpgate_config::{paths, GatewayConfig};
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::client_metadata_document::{DocumentError, MetadataDocuments};
+use crate::clients::Client;
+use crate::signing_keys::SigningKeys;
+use crate::store::Store;
+use crate::{authorize, metadata, registration, revocation, token_endpoint};
+
+/// How long a started authorization may wait for sign-in and consent.
+pub const PENDING_LIFETIME_SECS: i64 = 600;
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
+
+pub struct AppState {
+    pub config: GatewayConfig,
+    pub issuer: String,
+    pub issuer_https: bool,
+    pub routes: Vec<ServerRoute>,
+    pub store: Store,
+    pub keys: SigningKeys,
+    pub static_clients: HashMap<String, Client>,
+    pub documents: MetadataDocuments,
+}
+
+pub type SharedState = Arc<AppState>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientLookupError {
+    #[error("{0}")]
+    Document(#[from] DocumentError),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
+}
+
+impl AppState {
+    /// Opens the database (migrating it) and loads or creates the signing key.
+    pub async fn new(config: GatewayConfig) -> anyhow::Result<Self> {
+        let routes = config.server_routes().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let keys = SigningKeys::load_or_generate(&config.authorization_server.signing_key_file)?;
+        let documents = MetadataDocuments::new(
+            config
+                .authorization_server
+                .client_id_metadata_documents
+                .clone(),
+        )?;
+        let store = Store::connect(&config.token_service.database_url).await?;
+        let static_clients = config
+            .authorization_server
+            .clients
+            .iter()
+            .map(|c| (c.client_id.clone(), Client::from_static(c)))
+            .collect();
+        let issuer = config.authorization_server.issuer.clone();
+        Ok(Self {
+            issuer_https: issuer.starts_with("https://"),
+            issuer,
+            routes,
+            store,
+            keys,
+            static_clients,
+            documents,
+            config,
+        })
+    }
+
+    /// Any client, fetching a metadata document for an https `client_id`.
+    pub async fn client(&self, client_id: &str) -> Result<Option<Client>, ClientLookupError> {
+        if let Some(c) = self.static_clients.get(client_id) {
+            return Ok(Some(c.clone()));
+        }
+        if client_id.starts_with("https://") || client_id.starts_with("http://") {
+            return Ok(Some(
+                self.documents.resolve(client_id).await?.as_ref().clone(),
+            ));
+        }
+        Ok(self
+            .store
+            .client(client_id)
+            .await?
+            .map(Client::from_stored)
+            .transpose()?)
+    }
+
+    /// A client as the token and revocation endpoints see it: metadata-document clients are
+    /// public and need no fetch there (their codes and tokens are bound to the client_id).
+    pub async fn client_at_token_endpoint(
+        &self,
+        client_id: &str,
+    ) -> anyhow::Result<Option<Client>> {
+        if let Some(c) = self.static_clients.get(client_id) {
+            return Ok(Some(c.clone()));
+        }
+        if client_id.starts_with("https://") {
+            return Ok(self
+                .documents
+                .enabled()
+                .then(|| Client::metadata_document_at_token_endpoint(client_id)));
+        }
+        self.store
+            .client(client_id)
+            .await?
+            .map(Client::from_stored)
+            .transpose()
+    }
+}
+
+/// The request's host as the client addressed it (`Host`, or the URI authority for HTTP/2).
+pub fn request_host(headers: &HeaderMap, uri: &axum::http::Uri) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+pub fn router(state: SharedState) -> Router {
+    let read_cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::OPTIONS])
+        .allow_headers(Any);
+    let post_cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers(Any);
+    let well_known = Router::new()
+        .route(
+            paths::AUTHORIZATION_SERVER_METADATA,
+            get(metadata::authorization_server_handler),
+        )
+        .route(
+            paths::OPENID_CONFIGURATION,
+            get(metadata::openid_configuration_handler),
+        )
+        .route(
+            paths::PROTECTED_RESOURCE_METADATA,
+            get(metadata::protected_resource_root_handler),
+        )
+        .route(
+            &format!("{}/{{*path}}", paths::PROTECTED_RESOURCE_METADATA),
+            get(metadata::protected_resource_handler),
+        )
+        .route(paths::JWKS, get(metadata::jwks_handler))
+        .layer(read_cors);
+    let mut api = Router::new()
+        .route(paths::TOKEN, post(token_endpoint::handler))
+        .route(paths::REVOKE, post(revocation::handler));
+    if state
+        .config
+        .authorization_server
+        .dynamic_registration
+        .enabled
+    {
+        api = api.route(paths::REGISTER, post(registration::handler));
+    }
+    let api = api.layer(post_cors);
+    let body_limit = state
+        .config
+        .authorization_server
+        .dynamic_registration
+        .max_metadata_bytes
+        .max(64 * 1024)
+        + 1;
+    Router::new()
+        .merge(well_known)
+        .merge(api)
+        .route(paths::AUTHORIZE, get(authorize::authorize_handler))
+        .route(paths::SIGN_IN, get(authorize::sign_in_form_handler).post(authorize::sign_in_handler))
+        .route(paths::CONSENT, get(authorize::consent_page_handler).post(authorize::consent_handler))
+        .route(paths::HEALTH, get(health_handler))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        // Spans carry the method and path only: query strings can hold request ids and state.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
+        .with_state(state)
+}
+
+async fn health_handler(
+    axum::extract::State(state): axum::extract::State<SharedState>,
+) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ok"})),
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({"status": "database unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Runs the service until SIGINT/SIGTERM.
+pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
+    let listen = config.token_service.listen;
+    let state = Arc::new(AppState::new(config).await?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("token_service.listen: cannot listen on {listen}"))?;
+    tracing::info!(%listen, issuer = %state.issuer, routes = state.routes.len(), "token service ready");
+    let purge_state = state.clone();
+    let purge = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PURGE_INTERVAL);
+        loop {
+            tick.tick().await;
+            match purge_state.store.purge_expired(now()).await {
+                Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired rows"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "purging expired rows failed"),
+            }
+        }
+    });
+    axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    purge.abort();
+    state.store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

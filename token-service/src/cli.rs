@@ -1,0 +1,237 @@
+//! Command line: `serve`, `user add`, `envoy-bootstrap`.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mcpgate_config::GatewayConfig;
+
+use crate::users::{self, User};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcpgate-token-service",
+    version,
+    about = "The mcpgate token service: OAuth 2.1 authorization server for MCP clients"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "MCPGATE_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArg {
+    /// The gateway file (YAML).
+    #[arg(long, value_name = "FILE", env = "MCPGATE_CONFIG")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the token service.
+    Serve(ConfigArg),
+    /// Manage the built-in user directory (token_service.users_file).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Print (or write) the Envoy bootstrap for the gateway file.
+    EnvoyBootstrap {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user, or replace the user with the same username.
+    Add(UserAdd),
+}
+
+#[derive(Debug, Args)]
+pub struct UserAdd {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[arg(long)]
+    pub username: String,
+    #[arg(long)]
+    pub email: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Group membership; repeat for several groups.
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Read the password from the first line of stdin instead of prompting.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+fn load_config(path: &Path) -> anyhow::Result<GatewayConfig> {
+    GatewayConfig::load(path)
+        .map_err(|e| anyhow::anyhow!("invalid gateway file {}: {e}", path.display()))
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        let first = rpassword::prompt_password("Password: ")
+            .context("cannot read the password (use --password-stdin without a terminal)")?;
+        let second = rpassword::prompt_password("Repeat password: ")?;
+        if first != second {
+            anyhow::bail!("the passwords do not match");
+        }
+        first
+    };
+    if password.chars().count() < 8 {
+        anyhow::bail!("the password must be at least 8 characters");
+    }
+    Ok(password)
+}
+
+fn user_add(args: UserAdd) -> anyhow::Result<()> {
+    let config = load_config(&args.config.config)?;
+    users::validate_new_user(
+        &args.username,
+        &args.email,
+        args.name.as_deref(),
+        &args.groups,
+    )?;
+    let password = read_password(args.password_stdin)?;
+    let user = User {
+        username: args.username.clone(),
+        email: args.email,
+        name: args.name,
+        groups: args.groups,
+        password_hash: users::hash_password(&password)?,
+    };
+    let path = &config.token_service.users_file;
+    let replaced = users::upsert(path, user)?;
+    eprintln!(
+        "{} user {} in {}",
+        if replaced { "updated" } else { "added" },
+        args.username,
+        path.display()
+    );
+    Ok(())
+}
+
+fn envoy_bootstrap(config: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = load_config(config)?;
+    let bootstrap =
+        mcpgate_config::envoy::render_bootstrap(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match out {
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            std::fs::write(&path, bootstrap)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => print!("{bootstrap}"),
+    }
+    Ok(())
+}
+
+fn serve(config: &Path) -> anyhow::Result<()> {
+    let config = load_config(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(crate::app::serve(config))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let result = match cli.command {
+        Command::Serve(args) => serve(&args.config),
+        Command::User {
+            command: UserCommand::Add(args),
+        } => user_add(args),
+        Command::EnvoyBootstrap { config, out } => envoy_bootstrap(&config.config, out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "mcpgate-token-service",
+            "user",
+            "add",
+            "--config",
+            "g.yaml",
+            "--username",
+            "a",
+            "--email",
+            "a@x.io",
+            "--group",
+            "g1",
+            "--group",
+            "g2",
+            "--password-stdin",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::User {
+                command: UserCommand::Add(a),
+            } => {
+                assert_eq!(a.groups, vec!["g1", "g2"]);
+                assert!(a.password_stdin);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

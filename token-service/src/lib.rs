@@ -1,0 +1,24 @@
+//! mcpgate token service: the OAuth 2.1 authorization server MCP clients use in front of the
+//! gateway's server routes. See docs/architecture.md for the URL layout and token format.
+
+pub mod access_token;
+pub mod app;
+pub mod authorize;
+pub mod cli;
+pub mod client_metadata;
+pub mod client_metadata_document;
+pub mod clients;
+pub mod metadata;
+pub mod oauth_error;
+pub mod opaque_token;
+pub mod pages;
+pub mod pkce;
+pub mod registration;
+pub mod request_params;
+pub mod resources;
+pub mod revocation;
+pub mod session;
+pub mod signing_keys;
+pub mod store;
+pub mod token_endpoint;
+pub mod users;

@@ -1,0 +1,140 @@
+//! The HTML the token service shows people: sign-in, consent and error pages. maud escapes every
+//! interpolated value; the pages carry no script and forbid framing.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use maud::{html, Markup, DOCTYPE};
+
+use mcpgate_config::paths;
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#222}\
+h1{font-size:1.4rem}.box{border:1px solid #ccc;border-radius:8px;padding:1rem 1.25rem}\
+label{display:block;margin:.75rem 0 .25rem}input[type=text],input[type=password]{width:100%;padding:.5rem;box-sizing:border-box}\
+button{padding:.5rem 1.25rem;margin:1rem .5rem 0 0;font-size:1rem}.error{color:#a00}\
+.host{font-size:1.25rem;font-weight:bold;font-family:monospace;background:#f3f3f3;padding:.25rem .5rem;border-radius:4px}\
+.muted{color:#666;font-size:.9rem;word-break:break-all}";
+
+fn layout(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · mcpgate" }
+                style { (STYLE) }
+            }
+            body { (body) }
+        }
+    }
+}
+
+/// A page response with headers that keep it out of caches and frames.
+pub fn respond(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (status, axum::response::Html(markup.into_string())).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
+    respond(
+        status,
+        layout(
+            title,
+            html! {
+                h1 { (title) }
+                p.error { (message) }
+                p.muted { "Return to the application and start again. The application was not contacted." }
+            },
+        ),
+    )
+}
+
+pub fn sign_in(request: &str, client_label: &str, username: &str, failed: bool) -> Markup {
+    layout(
+        "Sign in",
+        html! {
+            h1 { "Sign in" }
+            p { "to continue to " strong { (client_label) } }
+            @if failed {
+                p.error role="alert" { "The username or password is not correct." }
+            }
+            form.box method="post" action=(paths::SIGN_IN) {
+                input type="hidden" name="request" value=(request);
+                label for="username" { "Username" }
+                input type="text" id="username" name="username" value=(username) autocomplete="username" required autofocus;
+                label for="password" { "Password" }
+                input type="password" id="password" name="password" autocomplete="current-password" required;
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+pub struct ConsentView<'a> {
+    pub request: &'a str,
+    pub csrf: &'a str,
+    pub client_name: Option<&'a str>,
+    pub client_id: &'a str,
+    pub metadata_document: bool,
+    pub redirect_host: &'a str,
+    pub redirect_uri: &'a str,
+    pub route_name: &'a str,
+    pub resource: &'a str,
+    pub scope: Option<&'a str>,
+    pub username: &'a str,
+}
+
+pub fn consent(v: &ConsentView<'_>) -> Markup {
+    layout(
+        "Authorize access",
+        html! {
+            h1 { "Allow access to " (v.route_name) "?" }
+            div.box {
+                p {
+                    @if let Some(name) = v.client_name { strong { (name) } " " span.muted { "(name given by the application, not verified)" } }
+                    @else { strong { "An application" } }
+                    " wants to use " strong { (v.route_name) } " as " strong { (v.username) } "."
+                }
+                p { "After you decide, you will be sent to:" }
+                p { span.host { (v.redirect_host) } }
+                p.muted { "Redirect URI: " (v.redirect_uri) }
+                p.muted { "Client ID" @if v.metadata_document { " (metadata document)" } ": " (v.client_id) }
+                p.muted { "Resource: " (v.resource) }
+                @if let Some(scope) = v.scope { p.muted { "Scopes: " (scope) } }
+                p { "Only allow this if you started this sign-in and trust " (v.redirect_host) "." }
+                form method="post" action=(paths::CONSENT) {
+                    input type="hidden" name="request" value=(v.request);
+                    input type="hidden" name="csrf" value=(v.csrf);
+                    button type="submit" name="decision" value="approve" { "Allow" }
+                    button type="submit" name="decision" value="deny" { "Deny" }
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_escaped() {
+        let page = sign_in("r\"><script>", "<b>evil</b>", "", true).into_string();
+        assert!(!page.contains("<script>"));
+        assert!(!page.contains("<b>evil</b>"));
+        assert!(page.contains("not correct"));
+    }
+}

@@ -1,0 +1,826 @@
+//! Persistence through an sqlx `Any` pool: SQLite by default, PostgreSQL by URL. Every query uses
+//! `$n` placeholders and portable types (TEXT, BIGINT unix seconds), so one set of migrations and
+//! queries serves both. Single-use transitions (codes, refresh tokens, pending requests) are one
+//! conditional statement each, so two concurrent requests cannot both win.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::AnyPool;
+use sqlx::Row;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredClient {
+    pub client_id: String,
+    pub secret_hash: Option<String>,
+    pub token_endpoint_auth_method: String,
+    /// The registered metadata as JSON.
+    pub metadata: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAuthorization {
+    pub id_hash: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub code_challenge: String,
+    pub resource: String,
+    pub scope: Option<String>,
+    /// Session the consent page was shown to, and the hash of that page's CSRF token.
+    pub sid: Option<String>,
+    pub csrf_hash: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationCode {
+    pub code_hash: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub resource: String,
+    pub username: String,
+    pub sid: String,
+    /// The user's claims (JSON) at sign-in.
+    pub claims: String,
+    pub scope: Option<String>,
+    /// The refresh-token family the exchange starts; revoked when the code is replayed.
+    pub family_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub secret_hash: String,
+    pub sid: String,
+    pub username: String,
+    pub claims: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub family_id: String,
+    pub client_id: String,
+    pub resource: String,
+    pub username: String,
+    pub sid: String,
+    pub claims: String,
+    pub scope: Option<String>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub spent_at: Option<i64>,
+}
+
+/// The file behind a `sqlite:` URL, if any (not for in-memory databases).
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    if path.is_empty() || path.starts_with(":memory:") {
+        None
+    } else {
+        Some(PathBuf::from(path))
+    }
+}
+
+impl Store {
+    /// Connects (creating the SQLite file's directory) and applies the migrations.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        if let Some(dir) = sqlite_file(url)
+            .as_deref()
+            .and_then(|p| p.parent())
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "token_service.database_url: cannot create directory {}",
+                    dir.display()
+                )
+            })?;
+        }
+        // The URL is not echoed: a PostgreSQL URL may carry a password.
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .context("token_service.database_url: cannot open the database")?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .context("cannot apply database migrations")?;
+        Ok(Self { pool })
+    }
+
+    pub async fn ping(&self) -> anyhow::Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // --- clients -------------------------------------------------------------------------
+
+    pub async fn insert_client(&self, c: &StoredClient) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO clients (client_id, secret_hash, token_endpoint_auth_method, metadata, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&c.client_id)
+        .bind(&c.secret_hash)
+        .bind(&c.token_endpoint_auth_method)
+        .bind(&c.metadata)
+        .bind(c.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn client(&self, client_id: &str) -> anyhow::Result<Option<StoredClient>> {
+        let row = sqlx::query(
+            "SELECT client_id, secret_hash, token_endpoint_auth_method, metadata, created_at \
+             FROM clients WHERE client_id = $1",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(StoredClient {
+                client_id: r.try_get("client_id")?,
+                secret_hash: r.try_get("secret_hash")?,
+                token_endpoint_auth_method: r.try_get("token_endpoint_auth_method")?,
+                metadata: r.try_get("metadata")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    // --- pending authorization requests --------------------------------------------------
+
+    pub async fn insert_pending(&self, p: &PendingAuthorization) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO pending_authorizations (id_hash, client_id, redirect_uri, state, code_challenge, \
+             resource, scope, sid, csrf_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&p.id_hash)
+        .bind(&p.client_id)
+        .bind(&p.redirect_uri)
+        .bind(&p.state)
+        .bind(&p.code_challenge)
+        .bind(&p.resource)
+        .bind(&p.scope)
+        .bind(&p.sid)
+        .bind(&p.csrf_hash)
+        .bind(p.created_at)
+        .bind(p.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A pending request that has not expired.
+    pub async fn pending(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> anyhow::Result<Option<PendingAuthorization>> {
+        let row = sqlx::query(
+            "SELECT id_hash, client_id, redirect_uri, state, code_challenge, resource, scope, sid, csrf_hash, \
+             created_at, expires_at FROM pending_authorizations WHERE id_hash = $1 AND expires_at > $2",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| pending_from_row(&r)).transpose()
+    }
+
+    /// Records which session was shown the consent page, with that page's CSRF token hash.
+    pub async fn bind_pending_to_consent(
+        &self,
+        id_hash: &str,
+        sid: &str,
+        csrf_hash: &str,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE pending_authorizations SET sid = $1, csrf_hash = $2 WHERE id_hash = $3",
+        )
+        .bind(sid)
+        .bind(csrf_hash)
+        .bind(id_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes a pending request; true only for the one caller that actually removed it.
+    pub async fn take_pending(&self, id_hash: &str, now: i64) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM pending_authorizations WHERE id_hash = $1 AND expires_at > $2",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // --- authorization codes -------------------------------------------------------------
+
+    pub async fn insert_code(&self, c: &AuthorizationCode) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO authorization_codes (code_hash, client_id, redirect_uri, code_challenge, resource, \
+             username, sid, claims, scope, family_id, created_at, expires_at, used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL)",
+        )
+        .bind(&c.code_hash)
+        .bind(&c.client_id)
+        .bind(&c.redirect_uri)
+        .bind(&c.code_challenge)
+        .bind(&c.resource)
+        .bind(&c.username)
+        .bind(&c.sid)
+        .bind(&c.claims)
+        .bind(&c.scope)
+        .bind(&c.family_id)
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn code(&self, code_hash: &str) -> anyhow::Result<Option<AuthorizationCode>> {
+        let row = sqlx::query(
+            "SELECT code_hash, client_id, redirect_uri, code_challenge, resource, username, sid, claims, scope, \
+             family_id, created_at, expires_at, used_at FROM authorization_codes WHERE code_hash = $1",
+        )
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(AuthorizationCode {
+                code_hash: r.try_get("code_hash")?,
+                client_id: r.try_get("client_id")?,
+                redirect_uri: r.try_get("redirect_uri")?,
+                code_challenge: r.try_get("code_challenge")?,
+                resource: r.try_get("resource")?,
+                username: r.try_get("username")?,
+                sid: r.try_get("sid")?,
+                claims: r.try_get("claims")?,
+                scope: r.try_get("scope")?,
+                family_id: r.try_get("family_id")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+                used_at: r.try_get("used_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Marks a code used; true only for the one exchange that won.
+    pub async fn consume_code(&self, code_hash: &str, now: i64) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE authorization_codes SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(code_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // --- sessions ------------------------------------------------------------------------
+
+    pub async fn insert_session(&self, s: &Session) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (secret_hash, sid, username, claims, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&s.secret_hash)
+        .bind(&s.sid)
+        .bind(&s.username)
+        .bind(&s.claims)
+        .bind(s.created_at)
+        .bind(s.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A session that has not expired.
+    pub async fn session(&self, secret_hash: &str, now: i64) -> anyhow::Result<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT secret_hash, sid, username, claims, created_at, expires_at FROM sessions \
+             WHERE secret_hash = $1 AND expires_at > $2",
+        )
+        .bind(secret_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Session {
+                secret_hash: r.try_get("secret_hash")?,
+                sid: r.try_get("sid")?,
+                username: r.try_get("username")?,
+                claims: r.try_get("claims")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    // --- refresh tokens and families -----------------------------------------------------
+
+    pub async fn insert_refresh_token(&self, t: &RefreshToken) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, resource, username, sid, claims, scope, \
+             issued_at, expires_at, spent_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)",
+        )
+        .bind(&t.token_hash)
+        .bind(&t.family_id)
+        .bind(&t.client_id)
+        .bind(&t.resource)
+        .bind(&t.username)
+        .bind(&t.sid)
+        .bind(&t.claims)
+        .bind(&t.scope)
+        .bind(t.issued_at)
+        .bind(t.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn refresh_token(&self, token_hash: &str) -> anyhow::Result<Option<RefreshToken>> {
+        let row = sqlx::query(
+            "SELECT token_hash, family_id, client_id, resource, username, sid, claims, scope, issued_at, \
+             expires_at, spent_at FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(RefreshToken {
+                token_hash: r.try_get("token_hash")?,
+                family_id: r.try_get("family_id")?,
+                client_id: r.try_get("client_id")?,
+                resource: r.try_get("resource")?,
+                username: r.try_get("username")?,
+                sid: r.try_get("sid")?,
+                claims: r.try_get("claims")?,
+                scope: r.try_get("scope")?,
+                issued_at: r.try_get("issued_at")?,
+                expires_at: r.try_get("expires_at")?,
+                spent_at: r.try_get("spent_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Marks a refresh token spent; true only for the one request that won.
+    pub async fn spend_refresh_token(&self, token_hash: &str, now: i64) -> anyhow::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE refresh_tokens SET spent_at = $1 WHERE token_hash = $2 AND spent_at IS NULL",
+        )
+        .bind(now)
+        .bind(token_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Revokes a token family: records it, spends its live refresh tokens and revokes the access
+    /// tokens issued in it. `keep_until` bounds how long the record is kept.
+    pub async fn revoke_family(
+        &self,
+        family_id: &str,
+        reason: &str,
+        now: i64,
+        keep_until: i64,
+    ) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO revoked_families (family_id, reason, revoked_at, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (family_id) DO NOTHING",
+        )
+        .bind(family_id)
+        .bind(reason)
+        .bind(now)
+        .bind(keep_until)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE refresh_tokens SET spent_at = $1 WHERE family_id = $2 AND spent_at IS NULL",
+        )
+        .bind(now)
+        .bind(family_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, revoked_at, expires_at) \
+             SELECT jti, $1, expires_at FROM issued_access_tokens WHERE family_id = $2 AND expires_at > $3 \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(now)
+        .bind(family_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn is_family_revoked(&self, family_id: &str) -> anyhow::Result<bool> {
+        let row = sqlx::query("SELECT family_id FROM revoked_families WHERE family_id = $1")
+            .bind(family_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    // --- access tokens -------------------------------------------------------------------
+
+    pub async fn record_access_token(
+        &self,
+        jti: &str,
+        family_id: &str,
+        expires_at: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO issued_access_tokens (jti, family_id, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(jti)
+        .bind(family_id)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_access_token(
+        &self,
+        jti: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, revoked_at, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn is_access_token_revoked(&self, jti: &str) -> anyhow::Result<bool> {
+        let row = sqlx::query("SELECT jti FROM revoked_access_tokens WHERE jti = $1")
+            .bind(jti)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    // --- consents ------------------------------------------------------------------------
+
+    pub async fn record_consent(
+        &self,
+        username: &str,
+        client_id: &str,
+        resource: &str,
+        scope: Option<&str>,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO consents (username, client_id, resource, scope, granted_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (username, client_id, resource) DO UPDATE SET scope = $4, granted_at = $5",
+        )
+        .bind(username)
+        .bind(client_id)
+        .bind(resource)
+        .bind(scope)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // --- housekeeping --------------------------------------------------------------------
+
+    /// Deletes expired rows; returns how many.
+    pub async fn purge_expired(&self, now: i64) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for table in [
+            "pending_authorizations",
+            "authorization_codes",
+            "sessions",
+            "refresh_tokens",
+            "revoked_families",
+            "issued_access_tokens",
+            "revoked_access_tokens",
+        ] {
+            // Table names come from the fixed list above, never from input.
+            let sql = format!("DELETE FROM {table} WHERE expires_at <= $1");
+            total += sqlx::query(&sql)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(total)
+    }
+}
+
+fn pending_from_row(r: &AnyRow) -> anyhow::Result<PendingAuthorization> {
+    Ok(PendingAuthorization {
+        id_hash: r.try_get("id_hash")?,
+        client_id: r.try_get("client_id")?,
+        redirect_uri: r.try_get("redirect_uri")?,
+        state: r.try_get("state")?,
+        code_challenge: r.try_get("code_challenge")?,
+        resource: r.try_get("resource")?,
+        scope: r.try_get("scope")?,
+        sid: r.try_get("sid")?,
+        csrf_hash: r.try_get("csrf_hash")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(hash: &str, family: &str, t: i64) -> AuthorizationCode {
+        AuthorizationCode {
+            code_hash: hash.into(),
+            client_id: "cli".into(),
+            redirect_uri: "https://a.example/cb".into(),
+            code_challenge: "ch".into(),
+            resource: "http://localhost:18080/everything".into(),
+            username: "alice".into(),
+            sid: "sid".into(),
+            claims: "{}".into(),
+            scope: None,
+            family_id: family.into(),
+            created_at: t,
+            expires_at: t + 60,
+            used_at: None,
+        }
+    }
+
+    fn refresh(hash: &str, family: &str, t: i64) -> RefreshToken {
+        RefreshToken {
+            token_hash: hash.into(),
+            family_id: family.into(),
+            client_id: "cli".into(),
+            resource: "http://localhost:18080/everything".into(),
+            username: "alice".into(),
+            sid: "sid".into(),
+            claims: "{}".into(),
+            scope: Some("mcp:tools".into()),
+            issued_at: t,
+            expires_at: t + 3600,
+            spent_at: None,
+        }
+    }
+
+    /// Every query, on whichever database `store` is.
+    async fn exercise(store: &Store) {
+        let t = 1_700_000_000;
+        store.ping().await.expect("ping");
+
+        let client = StoredClient {
+            client_id: "cli".into(),
+            secret_hash: None,
+            token_endpoint_auth_method: "none".into(),
+            metadata: "{\"redirect_uris\":[]}".into(),
+            created_at: t,
+        };
+        store.insert_client(&client).await.expect("insert client");
+        assert_eq!(store.client("cli").await.expect("client"), Some(client));
+        assert_eq!(store.client("other").await.expect("client"), None);
+
+        let pending = PendingAuthorization {
+            id_hash: "p1".into(),
+            client_id: "cli".into(),
+            redirect_uri: "https://a.example/cb".into(),
+            state: None,
+            code_challenge: "ch".into(),
+            resource: "r".into(),
+            scope: Some("a b".into()),
+            sid: None,
+            csrf_hash: None,
+            created_at: t,
+            expires_at: t + 600,
+        };
+        store
+            .insert_pending(&pending)
+            .await
+            .expect("insert pending");
+        assert_eq!(
+            store.pending("p1", t).await.expect("pending").as_ref(),
+            Some(&pending)
+        );
+        assert_eq!(store.pending("p1", t + 600).await.expect("expired"), None);
+        store
+            .bind_pending_to_consent("p1", "sid", "csrf")
+            .await
+            .expect("bind");
+        assert_eq!(
+            store
+                .pending("p1", t)
+                .await
+                .expect("pending")
+                .and_then(|p| p.csrf_hash)
+                .as_deref(),
+            Some("csrf")
+        );
+        assert!(store.take_pending("p1", t).await.expect("take"));
+        assert!(!store.take_pending("p1", t).await.expect("take twice"));
+
+        store
+            .insert_code(&code("c1", "f1", t))
+            .await
+            .expect("insert code");
+        assert_eq!(
+            store.code("c1").await.expect("code").map(|c| c.used_at),
+            Some(None)
+        );
+        let (a, b) = tokio::join!(store.consume_code("c1", t), store.consume_code("c1", t));
+        assert!(
+            a.expect("first") ^ b.expect("second"),
+            "exactly one concurrent exchange wins"
+        );
+        assert_eq!(
+            store
+                .code("c1")
+                .await
+                .expect("code")
+                .and_then(|c| c.used_at),
+            Some(t)
+        );
+
+        let session = Session {
+            secret_hash: "s1".into(),
+            sid: "sid".into(),
+            username: "alice".into(),
+            claims: "{}".into(),
+            created_at: t,
+            expires_at: t + 100,
+        };
+        store
+            .insert_session(&session)
+            .await
+            .expect("insert session");
+        assert_eq!(
+            store.session("s1", t).await.expect("session"),
+            Some(session)
+        );
+        assert_eq!(
+            store.session("s1", t + 100).await.expect("expired session"),
+            None
+        );
+
+        store
+            .insert_refresh_token(&refresh("r1", "f1", t))
+            .await
+            .expect("insert refresh");
+        store
+            .insert_refresh_token(&refresh("r2", "f1", t))
+            .await
+            .expect("insert refresh");
+        assert!(store.spend_refresh_token("r1", t).await.expect("spend"));
+        assert!(!store
+            .spend_refresh_token("r1", t)
+            .await
+            .expect("spend twice"));
+        store
+            .record_access_token("jti1", "f1", t + 300)
+            .await
+            .expect("record jti");
+        assert!(!store.is_family_revoked("f1").await.expect("family"));
+        store
+            .revoke_family("f1", "test", t, t + 3600)
+            .await
+            .expect("revoke");
+        store
+            .revoke_family("f1", "test", t, t + 3600)
+            .await
+            .expect("revoke is idempotent");
+        assert!(store.is_family_revoked("f1").await.expect("family"));
+        assert!(store
+            .refresh_token("r2")
+            .await
+            .expect("r2")
+            .and_then(|r| r.spent_at)
+            .is_some());
+        assert!(store.is_access_token_revoked("jti1").await.expect("jti"));
+        store
+            .revoke_access_token("jti2", t, t + 10)
+            .await
+            .expect("revoke jti");
+        store
+            .revoke_access_token("jti2", t, t + 10)
+            .await
+            .expect("revoke jti twice");
+        assert!(store.is_access_token_revoked("jti2").await.expect("jti"));
+
+        store
+            .record_consent("alice", "cli", "r", Some("a"), t)
+            .await
+            .expect("consent");
+        store
+            .record_consent("alice", "cli", "r", None, t + 1)
+            .await
+            .expect("consent again");
+
+        assert!(store.purge_expired(t + 100_000).await.expect("purge") >= 5);
+        assert_eq!(store.code("c1").await.expect("code"), None);
+        assert!(!store.is_access_token_revoked("jti2").await.expect("purged"));
+    }
+
+    #[tokio::test]
+    async fn sqlite_store_survives_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!(
+            "sqlite://{}/nested/dir/db.sqlite?mode=rwc",
+            dir.path().display()
+        );
+        let store = Store::connect(&url).await.expect("connect");
+        exercise(&store).await;
+        store.close().await;
+        let reopened = Store::connect(&url)
+            .await
+            .expect("reconnect and re-run migrations");
+        assert!(
+            reopened.client("cli").await.expect("client").is_some(),
+            "clients survive a restart"
+        );
+    }
+
+    /// Runs when MCPGATE_TEST_POSTGRES_URL is set, in a fresh schema dropped afterwards.
+    #[tokio::test]
+    async fn postgres_store_when_configured() {
+        let Ok(base) = std::env::var("MCPGATE_TEST_POSTGRES_URL") else {
+            eprintln!("MCPGATE_TEST_POSTGRES_URL not set; skipping the PostgreSQL store test");
+            return;
+        };
+        sqlx::any::install_default_drivers();
+        let schema = format!(
+            "mcpgate_test_{}",
+            crate::opaque_token::generate()
+                .to_ascii_lowercase()
+                .replace(['-', '_'], "")
+        );
+        let admin = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&base)
+            .await
+            .expect("connect to postgres");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .expect("create schema");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        let result = async move {
+            let store = Store::connect(&url).await.expect("connect with schema");
+            exercise(&store).await;
+            store.close().await;
+        };
+        let outcome = tokio::spawn(result).await;
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&admin)
+            .await
+            .expect("drop schema");
+        outcome.expect("postgres store test");
+    }
+}
