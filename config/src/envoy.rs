@@ -126,6 +126,9 @@ fn bootstrap(config: &GatewayConfig) -> Result<Value, ConfigError> {
                                         },
                                         // A trapped VM is replaced instead of failing open or closed forever.
                                         "failure_policy": "FAIL_RELOAD",
+                                        // Lets the filter hold a request's headers until its body is
+                                        // decided, so a denied call never opens an upstream request.
+                                        "allow_on_headers_stop_iteration": true,
                                     },
                                 },
                             },
@@ -277,6 +280,15 @@ fn access_log() -> Value {
                 "upstream_cluster": "%UPSTREAM_CLUSTER%",
                 "duration_ms": "%DURATION%",
                 "mcp_session_id": "%REQ(MCP-SESSION-ID)%",
+                "sub": "%FILTER_STATE(wasm.mcpgate_sub:PLAIN)%",
+                "email": "%FILTER_STATE(wasm.mcpgate_email:PLAIN)%",
+                "client_id": "%FILTER_STATE(wasm.mcpgate_client_id:PLAIN)%",
+                "route": "%FILTER_STATE(wasm.mcpgate_route:PLAIN)%",
+                "mcp_method": "%FILTER_STATE(wasm.mcpgate_method:PLAIN)%",
+                "mcp_target": "%FILTER_STATE(wasm.mcpgate_target:PLAIN)%",
+                "mcp_arguments": "%FILTER_STATE(wasm.mcpgate_arguments:PLAIN)%",
+                "decision": "%FILTER_STATE(wasm.mcpgate_decision:PLAIN)%",
+                "reason": "%FILTER_STATE(wasm.mcpgate_reason:PLAIN)%",
                 "user_agent": "%REQ(USER-AGENT)%",
             }},
         },
