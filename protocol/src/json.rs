@@ -1,0 +1,543 @@
+//! A strict RFC 8259 JSON parser into a borrowed value tree.
+//!
+//! Stricter than `serde_json` where a gateway must be: a repeated object key at any depth is an
+//! error (keys are compared after unescaping, so `"method"` and `"\u006dethod"` collide), nesting
+//! is limited (the limit is checked before recursing, so no input can overflow the stack), lone
+//! UTF-16 surrogates in `\u` escapes are rejected, and the end of input in the middle of a value is
+//! reported as [`Error::Truncated`] rather than a generic syntax error.
+//!
+//! Every value keeps the exact input text it was parsed from ([`Value::raw`]), so callers can echo
+//! a JSON-RPC id byte-for-byte and re-serialise a message while copying every untouched member
+//! verbatim. Numbers are kept as their source text (never rounded). Strings without escapes borrow
+//! from the input; only strings with escapes allocate.
+
+use std::borrow::Cow;
+
+use crate::error::{excerpt, Error};
+
+/// The deepest nesting any caller may configure; deeper limits are clamped to this so the
+/// recursive parser's stack use stays bounded (a few hundred KiB at most, also inside Wasm).
+pub const MAX_DEPTH_CAP: usize = 512;
+
+/// Objects with more members than this are checked for duplicate keys by sorting (O(n log n))
+/// instead of a linear scan per member.
+const LINEAR_DUPLICATE_CHECK: usize = 16;
+
+/// A parsed JSON value together with the exact input text it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value<'a> {
+    raw: &'a str,
+    kind: ValueKind<'a>,
+}
+
+/// The JSON type and content of a [`Value`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueKind<'a> {
+    Null,
+    Bool(bool),
+    /// The number exactly as written (validated against the RFC 8259 grammar).
+    Number(&'a str),
+    /// The decoded string.
+    String(Cow<'a, str>),
+    Array(Vec<Value<'a>>),
+    /// Members in input order; keys are unique (after unescaping).
+    Object(Vec<Member<'a>>),
+}
+
+/// One `key: value` member of an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member<'a> {
+    /// The decoded key.
+    pub key: Cow<'a, str>,
+    /// The key as written, with its quotes.
+    pub key_raw: &'a str,
+    pub value: Value<'a>,
+}
+
+impl<'a> Value<'a> {
+    /// The exact input text of this value (no surrounding whitespace).
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    pub fn kind(&self) -> &ValueKind<'a> {
+        &self.kind
+    }
+
+    pub(crate) fn from_parts(raw: &'a str, kind: ValueKind<'a>) -> Self {
+        Value { raw, kind }
+    }
+
+    pub fn into_kind(self) -> ValueKind<'a> {
+        self.kind
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self.kind, ValueKind::Null)
+    }
+
+    /// The decoded string, if this is a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            ValueKind::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The members, if this is an object.
+    pub fn as_object(&self) -> Option<&[Member<'a>]> {
+        match &self.kind {
+            ValueKind::Object(members) => Some(members),
+            _ => None,
+        }
+    }
+
+    /// The elements, if this is an array.
+    pub fn as_array(&self) -> Option<&[Value<'a>]> {
+        match &self.kind {
+            ValueKind::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    /// The member `key` (decoded, exact match), if this is an object that has it.
+    pub fn get(&self, key: &str) -> Option<&Value<'a>> {
+        self.as_object()?
+            .iter()
+            .find(|m| m.key == key)
+            .map(|m| &m.value)
+    }
+
+    /// Converts to a `serde_json::Value` (for policy engines that work on it). Numbers that
+    /// `serde_json` cannot represent (beyond `f64` range) are an error; integers beyond 64 bits
+    /// become floats, as `serde_json` does.
+    pub fn to_serde_json(&self) -> Result<serde_json::Value, Error> {
+        Ok(match &self.kind {
+            ValueKind::Null => serde_json::Value::Null,
+            ValueKind::Bool(b) => serde_json::Value::Bool(*b),
+            ValueKind::Number(n) => serde_json::Value::Number(
+                serde_json::from_str::<serde_json::Number>(n).map_err(|_| Error::InvalidJson {
+                    offset: 0,
+                    what: "number out of range",
+                })?,
+            ),
+            ValueKind::String(s) => serde_json::Value::String(s.to_string()),
+            ValueKind::Array(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(Value::to_serde_json)
+                    .collect::<Result<_, _>>()?,
+            ),
+            ValueKind::Object(members) => {
+                let mut map = serde_json::Map::with_capacity(members.len());
+                for m in members {
+                    map.insert(m.key.to_string(), m.value.to_serde_json()?);
+                }
+                serde_json::Value::Object(map)
+            }
+        })
+    }
+}
+
+/// Parses `bytes` as exactly one JSON value (surrounding whitespace allowed).
+///
+/// Invalid UTF-8 is [`Error::InvalidUtf8`], except a multi-byte character cut off by the end of
+/// input, which is [`Error::Truncated`].
+pub fn parse_bytes(bytes: &[u8], max_depth: usize) -> Result<Value<'_>, Error> {
+    let src = match std::str::from_utf8(bytes) {
+        Ok(src) => src,
+        Err(e) => {
+            let offset = e.valid_up_to();
+            return Err(match e.error_len() {
+                None => Error::Truncated { offset },
+                Some(_) => Error::InvalidUtf8 { offset },
+            });
+        }
+    };
+    parse(src, max_depth)
+}
+
+/// Parses `src` as exactly one JSON value (surrounding whitespace allowed). Nesting of objects and
+/// arrays deeper than `max_depth` (clamped to [`MAX_DEPTH_CAP`]) is [`Error::TooDeep`]; a
+/// top-level object is at depth 1.
+pub fn parse(src: &str, max_depth: usize) -> Result<Value<'_>, Error> {
+    let mut p = Parser {
+        src,
+        bytes: src.as_bytes(),
+        pos: 0,
+        max_depth: max_depth.min(MAX_DEPTH_CAP),
+    };
+    p.skip_ws();
+    if p.peek().is_none() {
+        return Err(Error::Empty);
+    }
+    let value = p.value(0)?;
+    p.skip_ws();
+    if p.pos < p.bytes.len() {
+        return Err(Error::TrailingData { offset: p.pos });
+    }
+    Ok(value)
+}
+
+/// Appends `s` as a JSON string literal (with quotes) to `out`.
+pub fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                out.push_str(&format!("\\u{:04x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+struct Parser<'a> {
+    src: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    max_depth: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn truncated(&self) -> Error {
+        Error::Truncated { offset: self.pos }
+    }
+
+    fn invalid(&self, what: &'static str) -> Error {
+        Error::InvalidJson {
+            offset: self.pos,
+            what,
+        }
+    }
+
+    /// The input between two token boundaries (always ASCII positions, so char boundaries).
+    fn slice(&self, start: usize, end: usize) -> Result<&'a str, Error> {
+        self.src.get(start..end).ok_or(Error::InvalidJson {
+            offset: start,
+            what: "internal: slice outside input",
+        })
+    }
+
+    /// Parses one value at nesting `depth` (the number of enclosing containers).
+    fn value(&mut self, depth: usize) -> Result<Value<'a>, Error> {
+        self.skip_ws();
+        let start = self.pos;
+        let kind = match self.peek() {
+            None => return Err(self.truncated()),
+            Some(b'{') => {
+                self.enter(depth)?;
+                ValueKind::Object(self.object(depth + 1)?)
+            }
+            Some(b'[') => {
+                self.enter(depth)?;
+                ValueKind::Array(self.array(depth + 1)?)
+            }
+            Some(b'"') => ValueKind::String(self.string()?),
+            Some(b't') => {
+                self.literal(b"true")?;
+                ValueKind::Bool(true)
+            }
+            Some(b'f') => {
+                self.literal(b"false")?;
+                ValueKind::Bool(false)
+            }
+            Some(b'n') => {
+                self.literal(b"null")?;
+                ValueKind::Null
+            }
+            Some(b'-' | b'0'..=b'9') => ValueKind::Number(self.number()?),
+            Some(_) => return Err(self.invalid("unexpected character")),
+        };
+        Ok(Value {
+            raw: self.slice(start, self.pos)?,
+            kind,
+        })
+    }
+
+    fn enter(&self, depth: usize) -> Result<(), Error> {
+        if depth >= self.max_depth {
+            return Err(Error::TooDeep {
+                limit: self.max_depth,
+                offset: self.pos,
+            });
+        }
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), Error> {
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        if rest.starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else if word.starts_with(rest) {
+            // The input ends inside the literal.
+            self.pos = self.bytes.len();
+            Err(self.truncated())
+        } else {
+            Err(self.invalid("invalid literal"))
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+
+    /// At least one digit, or a truncation/syntax error.
+    fn required_digits(&mut self, what: &'static str) -> Result<(), Error> {
+        match self.peek() {
+            None => Err(self.truncated()),
+            Some(b'0'..=b'9') => {
+                self.digits();
+                Ok(())
+            }
+            Some(_) => Err(self.invalid(what)),
+        }
+    }
+
+    fn number(&mut self) -> Result<&'a str, Error> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            None => return Err(self.truncated()),
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            Some(_) => return Err(self.invalid("invalid number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.required_digits("invalid number: digit expected after '.'")?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            self.required_digits("invalid number: digit expected in exponent")?;
+        }
+        self.slice(start, self.pos)
+    }
+
+    /// Parses a string starting at its opening quote.
+    fn string(&mut self) -> Result<Cow<'a, str>, Error> {
+        self.pos += 1; // opening quote
+        let start = self.pos;
+        // Fast path: no escapes, borrow from the input.
+        loop {
+            match self.peek() {
+                None => return Err(self.truncated()),
+                Some(b'"') => {
+                    let s = self.slice(start, self.pos)?;
+                    self.pos += 1;
+                    return Ok(Cow::Borrowed(s));
+                }
+                Some(b'\\') => break,
+                Some(b) if b < 0x20 => return Err(self.invalid("control character in string")),
+                Some(_) => self.pos += 1,
+            }
+        }
+        let mut out = String::from(self.slice(start, self.pos)?);
+        let mut run = self.pos;
+        loop {
+            match self.peek() {
+                None => return Err(self.truncated()),
+                Some(b'"') => {
+                    out.push_str(self.slice(run, self.pos)?);
+                    self.pos += 1;
+                    return Ok(Cow::Owned(out));
+                }
+                Some(b'\\') => {
+                    out.push_str(self.slice(run, self.pos)?);
+                    self.pos += 1;
+                    self.escape(&mut out)?;
+                    run = self.pos;
+                }
+                Some(b) if b < 0x20 => return Err(self.invalid("control character in string")),
+                Some(_) => self.pos += 1,
+            }
+        }
+    }
+
+    /// Decodes the escape after a backslash.
+    fn escape(&mut self, out: &mut String) -> Result<(), Error> {
+        let c = match self.peek() {
+            None => return Err(self.truncated()),
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            Some(b'u') => {
+                self.pos += 1;
+                let first = self.hex4()?;
+                let code = match first {
+                    0xD800..=0xDBFF => {
+                        // A high surrogate must be followed by an escaped low surrogate.
+                        match (self.peek(), self.bytes.get(self.pos + 1).copied()) {
+                            (None, _) | (Some(b'\\'), None) => return Err(self.truncated()),
+                            (Some(b'\\'), Some(b'u')) => self.pos += 2,
+                            _ => return Err(self.invalid("lone UTF-16 surrogate in \\u escape")),
+                        }
+                        let second = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&second) {
+                            return Err(self.invalid("lone UTF-16 surrogate in \\u escape"));
+                        }
+                        0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => {
+                        return Err(self.invalid("lone UTF-16 surrogate in \\u escape"))
+                    }
+                    _ => first,
+                };
+                let c = char::from_u32(code).ok_or(self.invalid("invalid \\u escape"))?;
+                out.push(c);
+                return Ok(());
+            }
+            Some(_) => return Err(self.invalid("invalid escape")),
+        };
+        self.pos += 1;
+        out.push(c);
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32, Error> {
+        let mut code = 0u32;
+        for _ in 0..4 {
+            let digit = match self.peek() {
+                None => return Err(self.truncated()),
+                Some(b) => (b as char)
+                    .to_digit(16)
+                    .ok_or(self.invalid("invalid \\u escape"))?,
+            };
+            code = (code << 4) | digit;
+            self.pos += 1;
+        }
+        Ok(code)
+    }
+
+    /// Parses an object starting at `{`; `depth` is the depth of its members.
+    fn object(&mut self, depth: usize) -> Result<Vec<Member<'a>>, Error> {
+        self.pos += 1; // '{'
+        let mut members: Vec<Member<'a>> = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(members);
+        }
+        loop {
+            self.skip_ws();
+            let key_start = self.pos;
+            match self.peek() {
+                None => return Err(self.truncated()),
+                Some(b'"') => {}
+                Some(_) => return Err(self.invalid("object key expected")),
+            }
+            let key = self.string()?;
+            let key_raw = self.slice(key_start, self.pos)?;
+            if members.len() < LINEAR_DUPLICATE_CHECK && members.iter().any(|m| m.key == key) {
+                return Err(Error::DuplicateKey {
+                    key: excerpt(&key),
+                    offset: key_start,
+                });
+            }
+            self.skip_ws();
+            match self.peek() {
+                None => return Err(self.truncated()),
+                Some(b':') => self.pos += 1,
+                Some(_) => return Err(self.invalid("':' expected after object key")),
+            }
+            let value = self.value(depth)?;
+            members.push(Member {
+                key,
+                key_raw,
+                value,
+            });
+            self.skip_ws();
+            match self.peek() {
+                None => return Err(self.truncated()),
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(_) => return Err(self.invalid("',' or '}' expected in object")),
+            }
+        }
+        if members.len() > LINEAR_DUPLICATE_CHECK {
+            let mut keys: Vec<&Member<'a>> = members.iter().collect();
+            keys.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            for pair in keys.windows(2) {
+                if let [a, b] = pair {
+                    if a.key == b.key {
+                        let second = if a.key_raw.as_ptr() > b.key_raw.as_ptr() {
+                            a
+                        } else {
+                            b
+                        };
+                        return Err(Error::DuplicateKey {
+                            key: excerpt(&second.key),
+                            offset: offset_in(self.src, second.key_raw),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(members)
+    }
+
+    /// Parses an array starting at `[`; `depth` is the depth of its elements.
+    fn array(&mut self, depth: usize) -> Result<Vec<Value<'a>>, Error> {
+        self.pos += 1; // '['
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(items);
+        }
+        loop {
+            items.push(self.value(depth)?);
+            self.skip_ws();
+            match self.peek() {
+                None => return Err(self.truncated()),
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(items);
+                }
+                Some(_) => return Err(self.invalid("',' or ']' expected in array")),
+            }
+        }
+    }
+}
+
+/// Byte offset of `part` (a slice of `whole`) within `whole`.
+fn offset_in(whole: &str, part: &str) -> usize {
+    (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
+}
