@@ -10,13 +10,16 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::rc::Rc;
 
 use jwt_simple::algorithms::EdDSAPublicKeyLike;
 use jwt_simple::claims::{Audiences, JWTClaims};
 use jwt_simple::common::VerificationOptions;
 use jwt_simple::reexports::coarsetime::{Duration, UnixTimeStamp};
+use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Decoder};
 use jwt_simple::token::Token;
 use jwt_simple::JWTError;
+use mcpgate_policy::Identity;
 use serde::Deserialize;
 
 use crate::jwks::KeySet;
@@ -42,7 +45,7 @@ impl VerifyParams<'_> {
 }
 
 /// The verified claims the filter uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AccessClaims {
     pub sub: String,
     pub email: Option<String>,
@@ -56,6 +59,9 @@ pub struct AccessClaims {
     pub audiences: Vec<String>,
     /// The key the token was verified with (a cached token is dropped if its key disappears).
     pub kid: String,
+    /// The policy identity (sub, email, groups and every claim for `claim` criteria), built
+    /// once per verified token and shared by the requests that present it.
+    pub identity: Rc<Identity>,
 }
 
 #[derive(Deserialize)]
@@ -165,13 +171,22 @@ pub fn verify_signed(
         .expires_at
         .ok_or(TokenError::MissingClaim("exp"))?
         .as_secs();
+    let sub = claims
+        .subject
+        .filter(|s| !s.is_empty())
+        .ok_or(TokenError::MissingClaim("sub"))?;
+    let email = claims.custom.email;
+    let groups = claims.custom.groups.unwrap_or_default();
+    let identity = Rc::new(Identity {
+        user: sub.clone(),
+        email: email.clone(),
+        groups: groups.clone(),
+        claims: claims_json(token),
+    });
     let claims_out = AccessClaims {
-        sub: claims
-            .subject
-            .filter(|s| !s.is_empty())
-            .ok_or(TokenError::MissingClaim("sub"))?,
-        email: claims.custom.email,
-        groups: claims.custom.groups.unwrap_or_default(),
+        sub,
+        email,
+        groups,
         client_id: claims.custom.client_id,
         sid: claims.custom.sid,
         jti: claims.jwt_id,
@@ -182,10 +197,23 @@ pub fn verify_signed(
             None => return Err(TokenError::MissingClaim("aud")),
         },
         kid,
+        identity,
     };
     // jwt-simple accepts `now == exp + leeway`; RFC 7519 wants `now` strictly before `exp`.
     claims_out.check_expiry(now, leeway)?;
     Ok(claims_out)
+}
+
+/// The verified token's payload as JSON (for `claim` policy criteria); `Null` if it cannot be
+/// decoded again (it just was, by the verifier, so that does not happen).
+fn claims_json(token: &str) -> serde_json::Value {
+    let Some(payload) = token.split('.').nth(1) else {
+        return serde_json::Value::Null;
+    };
+    Base64UrlSafeNoPadding::decode_to_vec(payload, None)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// Full verification for one route: [`verify_signed`] then [`AccessClaims::check_for_route`].

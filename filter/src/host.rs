@@ -5,6 +5,7 @@
 //! convenience methods unwrap internally and would trap the VM on an unexpected status.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -13,9 +14,17 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
 
+use mcpgate_policy::{Identity, Policy};
+use mcpgate_protocol::body::BodyAccumulator;
+use mcpgate_protocol::jsonrpc::Limits;
+use mcpgate_protocol::request_checks;
+
 use crate::access_token::{self, TokenError, VerifyParams};
+use crate::audit::Redaction;
 use crate::challenge::{self, LocalResponse};
+use crate::decision::{self, DecisionContext, Outcome, Verdict};
 use crate::jwks::{KeySet, MAX_JWKS_BYTES};
+use crate::list_response::{ListResponse, Plan};
 use crate::refresh::{self, Refresher, FETCH_TIMEOUT_SECONDS, RETRY_WITH_KEYS_SECONDS};
 use crate::request;
 use crate::token_cache::{hash_token, TokenCache};
@@ -82,20 +91,53 @@ struct Vm {
     cache: TokenCache,
     refresher: Refresher,
     metrics: Metrics,
+    /// Counters defined on first use (per method and decision, per rejection reason).
+    named_metrics: HashMap<String, Option<u32>>,
+    /// Compiled per-route settings, in the order of `config.routes`.
+    routes: Vec<Rc<RouteRuntime>>,
     /// Failed refreshes in a row (for log throttling).
     failures: u64,
 }
 
+/// A route's policy and audit settings, compiled once at configure time.
+pub struct RouteRuntime {
+    policy: Policy,
+    redaction: Redaction,
+    max_request_bytes: usize,
+}
+
+impl RouteRuntime {
+    fn compile(route: &mcpgate_config::FilterRoute, index: usize) -> Result<Self, String> {
+        let policy = mcpgate_config::filter::compile_policy(
+            route.policy.as_ref(),
+            &format!("routes[{index}].policy"),
+        )
+        .map_err(|e| e.to_string())?;
+        let redaction = Redaction::compile(&route.audit_redact, route.audit_max_argument_bytes)
+            .map_err(|e| format!("routes[{index}].audit_redact: {e}"))?;
+        Ok(RouteRuntime {
+            policy,
+            redaction,
+            max_request_bytes: route.max_request_bytes,
+        })
+    }
+}
 type SharedVm = Rc<RefCell<Vm>>;
 
 impl Vm {
-    fn new(config: FilterConfig) -> Self {
+    fn new(config: FilterConfig) -> Result<Self, String> {
+        let routes = config
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RouteRuntime::compile(r, i).map(Rc::new))
+            .collect::<Result<Vec<_>, _>>()?;
         // Keyed by the token service, so a reconfiguration to another one never reuses old keys.
         let scope = format!(
             "{}|{}",
             config.token_service_cluster, config.token_service_authority
         );
-        Vm {
+        Ok(Vm {
             shared_key: format!("mcpgate.jwks|{scope}"),
             lease_key: format!("mcpgate.jwks.lease|{scope}"),
             refresher: Refresher::new(config.jwks_refresh_seconds),
@@ -105,8 +147,23 @@ impl Vm {
             fetched_at: None,
             cache: TokenCache::default(),
             metrics: Metrics::define(),
+            named_metrics: HashMap::new(),
+            routes,
             failures: 0,
-        }
+        })
+    }
+
+    /// Bumps the counter `name`, defining it on first use (ids are cached per VM).
+    fn bump_named(&mut self, name: &str) {
+        let id = match self.named_metrics.get(name) {
+            Some(id) => *id,
+            None => {
+                let id = hostcalls::define_metric(MetricType::Counter, name).ok();
+                self.named_metrics.insert(name.to_owned(), id);
+                id
+            }
+        };
+        Metrics::bump(id);
     }
 
     fn params(&self) -> VerifyParams<'_> {
@@ -363,7 +420,17 @@ impl RootContext for Root {
                 config.token_service_cluster
             ),
         );
-        self.vm = Some(Rc::new(RefCell::new(Vm::new(config))));
+        let vm = match Vm::new(config) {
+            Ok(vm) => vm,
+            Err(e) => {
+                log(
+                    LogLevel::Error,
+                    &format!("mcpgate: invalid plugin configuration: {e}"),
+                );
+                return false;
+            }
+        };
+        self.vm = Some(Rc::new(RefCell::new(vm)));
         if let Err(status) = hostcalls::set_tick_period(TICK) {
             log(
                 LogLevel::Warn,
@@ -383,6 +450,12 @@ impl RootContext for Root {
         Some(Box::new(Http {
             vm: self.vm.clone(),
             state: State::Idle,
+            request: None,
+            has_body: false,
+            waiting_body: (0, false),
+            list: None,
+            plan: Plan::PassThrough,
+            response_seen: 0,
         }))
     }
 
@@ -392,23 +465,46 @@ impl RootContext for Root {
 }
 
 enum State {
-    /// Not an MCP route, or accepted: the request streams on untouched.
+    /// Not an MCP route: the request streams on untouched.
     Idle,
     /// Waiting for a JWKS fetch before verifying; body and trailers are held until then.
     WaitingForKeys { token: String, route: usize },
+    /// Token accepted, headers held: reading the body to decide on it.
+    Reading(BodyAccumulator),
+    /// Decided and allowed: forwarded to the MCP server.
+    Forwarded,
     /// A local response was sent.
     Answered,
 }
 
 enum Decision {
-    Accept,
+    Accept(Rc<Identity>),
     Respond(LocalResponse),
     FetchKeys,
+}
+
+/// What a request to a server route carries once its token is accepted.
+struct RequestInfo {
+    route: Rc<RouteRuntime>,
+    identity: Rc<Identity>,
+    request_id: String,
+    protocol_version: Option<String>,
+    http_method: String,
 }
 
 pub struct Http {
     vm: Option<SharedVm>,
     state: State,
+    request: Option<RequestInfo>,
+    /// The request has a body (`end_of_stream` was false with the headers).
+    has_body: bool,
+    /// While waiting for keys: body bytes buffered so far and whether the body is complete.
+    waiting_body: (usize, bool),
+    /// The list requests of a forwarded body, to filter their responses.
+    list: Option<ListResponse>,
+    plan: Plan,
+    /// Response body bytes buffered so far (for a buffered JSON list response).
+    response_seen: usize,
 }
 
 fn request_header(name: &str) -> Option<String> {
@@ -416,6 +512,26 @@ fn request_header(name: &str) -> Option<String> {
         .ok()
         .flatten()
         .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+}
+
+/// Writes one audit field to filter state (`wasm.<name>`); empty values are left unset.
+fn set_audit(name: &str, value: &str) {
+    if value.is_empty() {
+        return;
+    }
+    if let Err(status) = hostcalls::set_property(vec![name], Some(value.as_bytes())) {
+        log(
+            LogLevel::Debug,
+            &format!("mcpgate: cannot set {name}: {status:?}"),
+        );
+    }
 }
 
 impl Http {
@@ -474,7 +590,9 @@ impl Http {
         let leeway = config.leeway_seconds;
         let hash = hash_token(token);
         if let Some(claims) = vm.cache.get(&hash, now, leeway) {
-            let result = claims.check_for_route(resource, now, leeway);
+            let result = claims
+                .check_for_route(resource, now, leeway)
+                .map(|()| Rc::clone(&claims.identity));
             Metrics::bump(vm.metrics.cache_hits);
             return Self::finish(vm, route, result);
         }
@@ -490,7 +608,9 @@ impl Http {
         };
         match access_token::verify_signed(token, &keys, &vm.params(), now) {
             Ok(claims) => {
-                let result = claims.check_for_route(resource, now, leeway);
+                let result = claims
+                    .check_for_route(resource, now, leeway)
+                    .map(|()| Rc::clone(&claims.identity));
                 vm.cache.insert(hash, claims, now, leeway);
                 Self::finish(vm, route, result)
             }
@@ -510,11 +630,11 @@ impl Http {
         }
     }
 
-    fn finish(vm: &Vm, route: usize, result: Result<(), TokenError>) -> Decision {
+    fn finish(vm: &Vm, route: usize, result: Result<Rc<Identity>, TokenError>) -> Decision {
         match result {
-            Ok(()) => {
+            Ok(identity) => {
                 Metrics::bump(vm.metrics.accepted);
-                Decision::Accept
+                Decision::Accept(identity)
             }
             Err(e) => {
                 let name = vm
@@ -532,7 +652,7 @@ impl Http {
         }
     }
 
-    fn on_headers(&mut self) -> Action {
+    fn on_headers(&mut self, end_of_stream: bool) -> Action {
         let Some(vm_rc) = self.vm.clone() else {
             return Action::Continue;
         };
@@ -549,6 +669,7 @@ impl Http {
         };
         let mut vm = vm_rc.borrow_mut();
         Metrics::bump(vm.metrics.requests);
+        self.has_body = !end_of_stream;
 
         let method = request_header(":method").unwrap_or_default();
         if request::is_preflight(
@@ -557,6 +678,11 @@ impl Http {
         ) {
             drop(vm);
             return self.respond(&challenge::preflight());
+        }
+        let request_id = request_header("x-request-id").unwrap_or_default();
+        set_audit("mcpgate_request_id", &request_id);
+        if let Some(route) = config.routes.get(route) {
+            set_audit("mcpgate_route", &route.name);
         }
 
         let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
@@ -570,7 +696,7 @@ impl Http {
             Err(e) => {
                 let decision = Self::reject(&vm, route, e.description());
                 drop(vm);
-                return self.act_on_headers(decision);
+                return self.act_on_headers(decision, route);
             }
         };
         let decision = Self::decide(&mut vm, &token, route, true);
@@ -585,28 +711,294 @@ impl Http {
                 Self::unavailable(&vm, NO_KEYS)
             };
             drop(vm);
-            return self.act_on_headers(fallback);
+            return self.act_on_headers(fallback, route);
         }
         drop(vm);
-        self.act_on_headers(decision)
+        self.act_on_headers(decision, route)
     }
 
-    fn act_on_headers(&mut self, decision: Decision) -> Action {
+    fn act_on_headers(&mut self, decision: Decision, route: usize) -> Action {
         match decision {
-            Decision::Accept => {
-                if self.strip_credentials() {
-                    self.state = State::Idle;
-                    Action::Continue
-                } else {
-                    self.respond(&challenge::unavailable(
+            Decision::Accept(identity) => {
+                if !self.accept(identity, route) {
+                    return self.respond(&challenge::unavailable(
                         "the request could not be processed",
-                    ))
+                    ));
+                }
+                if let Some(action) = self.check_request_headers() {
+                    return action;
+                }
+                match self.state {
+                    State::Reading(_) | State::Answered => Action::Pause,
+                    State::Idle | State::WaitingForKeys { .. } | State::Forwarded => {
+                        Action::Continue
+                    }
                 }
             }
-            Decision::Respond(response) => self.respond(&response),
+            Decision::Respond(response) => self.respond_unauthenticated(&response),
             // Not reached: callers dispatch the fetch themselves; fail closed all the same.
             Decision::FetchKeys => self.respond(&challenge::unavailable(NO_KEYS)),
         }
+    }
+
+    fn respond_unauthenticated(&mut self, response: &LocalResponse) -> Action {
+        set_audit("mcpgate_decision", Verdict::Reject.as_str());
+        let reason = if response.status == 401 {
+            "unauthenticated"
+        } else {
+            "unavailable"
+        };
+        set_audit("mcpgate_reason", reason);
+        self.respond(response)
+    }
+
+    /// The token is good: strip it, remember who is calling and write the identity fields.
+    fn accept(&mut self, identity: Rc<Identity>, route: usize) -> bool {
+        if !self.strip_credentials() {
+            return false;
+        }
+        let Some(runtime) = self
+            .vm
+            .as_ref()
+            .and_then(|vm| vm.borrow().routes.get(route).cloned())
+        else {
+            return false;
+        };
+        set_audit("mcpgate_sub", &identity.user);
+        set_audit(
+            "mcpgate_email",
+            identity.email.as_deref().unwrap_or_default(),
+        );
+        set_audit(
+            "mcpgate_client_id",
+            identity
+                .claims
+                .get("client_id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default(),
+        );
+        self.request = Some(RequestInfo {
+            route: runtime,
+            identity,
+            request_id: request_header("x-request-id").unwrap_or_default(),
+            protocol_version: request_header("mcp-protocol-version"),
+            http_method: request_header(":method").unwrap_or_default(),
+        });
+        true
+    }
+
+    /// After the token check: a body-less request is decided now; a request with a body gets its
+    /// header checks and moves to [`State::Reading`]. `Some(action)` when answered locally.
+    fn check_request_headers(&mut self) -> Option<Action> {
+        let request = self.request.as_ref()?;
+        if !self.has_body {
+            let outcome =
+                decision::decide_without_body(&self.context(request), &request.http_method);
+            return (!self.apply(outcome)).then_some(Action::Pause);
+        }
+        let limit = request.route.max_request_bytes;
+        let mut body = BodyAccumulator::new(limit);
+        let checked = request_checks::check_content_type(request_header("content-type").as_deref())
+            .and_then(|()| {
+                request_checks::check_content_encoding(
+                    request_header("content-encoding").as_deref(),
+                )
+            })
+            .and_then(|()| {
+                request_checks::check_content_length(
+                    request_header("content-length").as_deref(),
+                    limit,
+                )
+            })
+            .and_then(|length| length.map_or(Ok(()), |n| body.expect_length(n)));
+        if let Err(e) = checked {
+            let outcome = decision::reject(&e, &request.request_id);
+            self.apply(outcome);
+            return Some(Action::Pause);
+        }
+        self.state = State::Reading(body);
+        None
+    }
+
+    fn context<'a>(&self, request: &'a RequestInfo) -> DecisionContext<'a> {
+        DecisionContext {
+            policy: &request.route.policy,
+            identity: &request.identity,
+            request_id: &request.request_id,
+            protocol_version: request.protocol_version.as_deref(),
+            redaction: &request.route.redaction,
+        }
+    }
+
+    /// Records the outcome (audit, stats) and sends the local answer if there is one. True when
+    /// the request may go on to the MCP server.
+    fn apply(&mut self, outcome: Outcome) -> bool {
+        set_audit("mcpgate_method", &outcome.audit.method);
+        set_audit("mcpgate_target", &outcome.audit.target);
+        set_audit("mcpgate_arguments", &outcome.audit.arguments);
+        set_audit("mcpgate_decision", outcome.verdict.as_str());
+        set_audit("mcpgate_reason", &outcome.audit.reason);
+        if let Some(vm) = &self.vm {
+            let mut vm = vm.borrow_mut();
+            vm.bump_named(&format!(
+                "mcpgate_mcp_requests_total.{}.{}",
+                outcome.metric_method,
+                outcome.verdict.as_str()
+            ));
+            if let Some(reason) = outcome.reject_reason {
+                vm.bump_named(&format!("mcpgate_mcp_rejected_total.{reason}"));
+            }
+        }
+        match &outcome.response {
+            Some(response) => {
+                self.respond(response);
+                false
+            }
+            None => {
+                self.state = State::Forwarded;
+                self.list = outcome.lists.map(ListResponse::new);
+                true
+            }
+        }
+    }
+
+    /// Reads the new bytes of the buffered body (`body_size` in total so far).
+    fn read_body(&mut self, body_size: usize) -> Result<(), mcpgate_protocol::Error> {
+        let State::Reading(body) = &mut self.state else {
+            return Ok(());
+        };
+        let seen = body.len();
+        if body_size <= seen {
+            return Ok(());
+        }
+        let chunk = hostcalls::get_buffer(
+            BufferType::HttpRequestBody,
+            seen,
+            body_size.saturating_sub(seen),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        body.push(&chunk)
+    }
+
+    /// The body is complete: parse, decide, record. True when allowed.
+    fn decide_body(&mut self) -> bool {
+        let State::Reading(body) = std::mem::replace(&mut self.state, State::Answered) else {
+            return false;
+        };
+        let Some(request) = self.request.as_ref() else {
+            return false;
+        };
+        let outcome = decision::decide_body(&self.context(request), body.parse(&Limits::default()));
+        self.apply(outcome)
+    }
+
+    /// Body callback while reading: `Continue` once allowed.
+    fn on_reading_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Err(e) = self.read_body(body_size) {
+            let request_id = self
+                .request
+                .as_ref()
+                .map(|r| r.request_id.clone())
+                .unwrap_or_default();
+            self.apply(decision::reject(&e, &request_id));
+            return Action::Pause;
+        }
+        if end_of_stream && self.decide_body() {
+            return Action::Continue;
+        }
+        Action::Pause
+    }
+
+    /// The keys arrived for a request that waited: finish what its headers could not.
+    fn resume_after_keys(&mut self, identity: Rc<Identity>, route: usize) {
+        if !self.accept(identity, route) {
+            self.respond(&challenge::unavailable(
+                "the request could not be processed",
+            ));
+            return;
+        }
+        if self.check_request_headers().is_some() {
+            return; // answered (or decided: a body-less request that was allowed resumes below)
+        }
+        let allowed = match self.state {
+            State::Forwarded => true,
+            State::Reading(_) => {
+                let (seen, complete) = self.waiting_body;
+                let read = self.read_body(seen);
+                if let Err(e) = read {
+                    let request_id = self
+                        .request
+                        .as_ref()
+                        .map(|r| r.request_id.clone())
+                        .unwrap_or_default();
+                    self.apply(decision::reject(&e, &request_id));
+                    return;
+                }
+                // The rest of the body still comes through the body callback.
+                complete && self.decide_body()
+            }
+            State::Idle | State::WaitingForKeys { .. } | State::Answered => false,
+        };
+        if allowed {
+            if let Err(status) = hostcalls::resume_http_request() {
+                log(
+                    LogLevel::Error,
+                    &format!("mcpgate: cannot resume the request: {status:?}"),
+                );
+            }
+        }
+    }
+
+    fn on_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(list), Some(request)) = (self.list.as_mut(), self.request.as_ref()) else {
+            return Action::Continue;
+        };
+        match self.plan {
+            Plan::PassThrough => Action::Continue,
+            Plan::Buffer => {
+                self.response_seen = body_size;
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                let body = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                if let Some(new) = list.filter_json(&body, &request.route.policy, &request.identity)
+                {
+                    replace_response_body(body_size, &new);
+                }
+                self.plan = Plan::PassThrough;
+                Action::Continue
+            }
+            Plan::Stream => {
+                let chunk = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                let policy = &request.route.policy;
+                let identity = &request.identity;
+                let mut out = list.push_sse(&chunk, policy, identity);
+                if end_of_stream {
+                    out.extend(list.finish_sse(policy, identity));
+                }
+                if out != chunk {
+                    replace_response_body(body_size, &out);
+                }
+                Action::Continue
+            }
+        }
+    }
+}
+
+fn replace_response_body(old_size: usize, new: &[u8]) {
+    if let Err(status) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, old_size, new) {
+        log(
+            LogLevel::Error,
+            &format!("mcpgate: cannot replace a list response body: {status:?}"),
+        );
     }
 }
 
@@ -630,22 +1022,12 @@ impl Context for Http {
             Self::decide(&mut vm, &token, route, false)
         };
         match decision {
-            Decision::Accept if self.strip_credentials() => {
+            Decision::Accept(identity) => {
                 self.state = State::Idle;
-                if let Err(status) = hostcalls::resume_http_request() {
-                    log(
-                        LogLevel::Error,
-                        &format!("mcpgate: cannot resume the request: {status:?}"),
-                    );
-                }
-            }
-            Decision::Accept => {
-                self.respond(&challenge::unavailable(
-                    "the request could not be processed",
-                ));
+                self.resume_after_keys(identity, route);
             }
             Decision::Respond(response) => {
-                self.respond(&response);
+                self.respond_unauthenticated(&response);
             }
             Decision::FetchKeys => {
                 self.respond(&challenge::unavailable(NO_KEYS));
@@ -655,23 +1037,67 @@ impl Context for Http {
 }
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        self.on_headers()
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.on_headers(end_of_stream)
     }
 
-    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
-        // While the headers wait for the keys (or after a local answer), the body must not slip
-        // past: returning Continue here would resume the stopped request unverified.
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        // While the headers wait for the keys or the body is read (or after a local answer), the
+        // body must not slip past: Continue here would resume the stopped request undecided.
         match self.state {
-            State::Idle => Action::Continue,
-            State::WaitingForKeys { .. } | State::Answered => Action::Pause,
+            State::Idle | State::Forwarded => Action::Continue,
+            State::WaitingForKeys { .. } => {
+                self.waiting_body = (body_size, end_of_stream);
+                Action::Pause
+            }
+            State::Reading(_) => self.on_reading_body(body_size, end_of_stream),
+            State::Answered => Action::Pause,
         }
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // HTTP/2 with trailers: the body callback never saw end_of_stream.
         match self.state {
-            State::Idle => Action::Continue,
-            State::WaitingForKeys { .. } | State::Answered => Action::Pause,
+            State::Idle | State::Forwarded => Action::Continue,
+            State::WaitingForKeys { .. } => {
+                self.waiting_body.1 = true;
+                Action::Pause
+            }
+            State::Reading(_) => {
+                if self.decide_body() {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                }
+            }
+            State::Answered => Action::Pause,
         }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(list) = self.list.as_mut() else {
+            return Action::Continue;
+        };
+        if end_of_stream || !matches!(self.state, State::Forwarded) {
+            return Action::Continue;
+        }
+        self.plan = list.plan(response_header("content-type").as_deref());
+        if self.plan != Plan::PassThrough {
+            let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length");
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.on_response_body(body_size, end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        // A buffered JSON list response with trailers: end_of_stream never came with the body.
+        if self.plan == Plan::Buffer {
+            let seen = self.response_seen;
+            return self.on_response_body(seen, true);
+        }
+        Action::Continue
     }
 }

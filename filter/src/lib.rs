@@ -19,9 +19,12 @@
 #![cfg_attr(test, allow(clippy::arithmetic_side_effects, clippy::string_slice))]
 
 pub mod access_token;
+pub mod audit;
 pub mod challenge;
+pub mod decision;
 pub mod host;
 pub mod jwks;
+pub mod list_response;
 pub mod refresh;
 pub mod request;
 pub mod token_cache;

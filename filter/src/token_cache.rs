@@ -115,6 +115,7 @@ mod tests {
             exp,
             audiences: vec!["http://a".into()],
             kid: kid.into(),
+            identity: Default::default(),
         }
     }
 

@@ -1,0 +1,501 @@
+//! From a parsed request body (or its absence), the caller's identity and the route's policy to
+//! an [`Outcome`]: forward or answer locally, with the audit record and the metric labels.
+//! No host calls (architecture.md, "MCP message handling in the filter").
+//!
+//! | case | answer |
+//! |---|---|
+//! | allowed | forwarded; list requests are remembered for the response ([`Outcome::lists`]) |
+//! | denied JSON-RPC request | 200, JSON-RPC error `-32001` with the request's raw id |
+//! | denied notification / response / body-less request | 403, JSON body |
+//! | batch, protocol ≥ 2025-06-18 or no `MCP-Protocol-Version` | 400, `-32600`, `id: null` |
+//! | batch, 2025-03-26 | every element evaluated; one denial denies the whole batch |
+//! | body over the limit | 413 |
+//! | wrong `Content-Type` / any `Content-Encoding` | 415 |
+//! | any other parse failure | 400, the error's JSON-RPC code, `id: null` |
+
+use mcpgate_policy::{Identity, Policy, Reason, Request};
+use mcpgate_protocol::jsonrpc::{self, Body, Kind, Message};
+use mcpgate_protocol::list_filter::{ListKind, ResponseTracker};
+use mcpgate_protocol::Error;
+use serde_json::{json, Value};
+
+use crate::audit::Redaction;
+use crate::challenge::{LocalResponse, ALLOW_ORIGIN, EXPOSE_HEADERS};
+
+/// JSON-RPC error code of a policy denial (implementation-defined server error range).
+pub const POLICY_DENIED_CODE: i64 = -32001;
+
+/// The audit `decision` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Deny,
+    Reject,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+            Verdict::Reject => "reject",
+        }
+    }
+}
+
+/// What the audit record says about the request (the identity fields come from the token).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFields {
+    /// JSON-RPC method(s), comma-separated for a batch.
+    pub method: String,
+    /// Tool / prompt name or resource URI (comma-separated for a batch).
+    pub target: String,
+    /// Redacted, capped arguments (a JSON array of them for a batch); empty when none.
+    pub arguments: String,
+    /// Rule id, policy reason code or rejection reason.
+    pub reason: String,
+}
+
+/// The result of deciding a request.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    /// The local answer for a denied or rejected request; `None`: forward it.
+    pub response: Option<LocalResponse>,
+    pub audit: AuditFields,
+    /// The list requests in an allowed body, to match and filter their responses.
+    pub lists: Option<ListRequests>,
+    /// Bounded metric label for the method (`other` for unknown methods, `batch`, `none`).
+    pub metric_method: &'static str,
+    /// Stable rejection reason (for the rejection counter), when rejected.
+    pub reject_reason: Option<&'static str>,
+}
+
+/// The list requests of one forwarded body.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequests {
+    pub tracker: ResponseTracker,
+    /// The kinds asked for (deduplicated, in request order).
+    pub kinds: Vec<ListKind>,
+}
+
+/// Everything a decision needs besides the body.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionContext<'a> {
+    pub policy: &'a Policy,
+    pub identity: &'a Identity,
+    /// Envoy's `x-request-id` (empty if absent).
+    pub request_id: &'a str,
+    /// `MCP-Protocol-Version`, if sent.
+    pub protocol_version: Option<&'a str>,
+    pub redaction: &'a Redaction,
+}
+
+/// Known MCP methods: metric labels are bounded to these (a client chooses the method string).
+const KNOWN_METHODS: [&str; 24] = [
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+    "tasks/get",
+    "tasks/list",
+    "tasks/cancel",
+    "tasks/result",
+];
+
+/// A bounded label for `method` (`/` becomes `_` so stat names stay plain).
+pub fn metric_method(method: Option<&str>) -> &'static str {
+    const LABELS: [&str; 24] = [
+        "initialize",
+        "ping",
+        "tools_list",
+        "tools_call",
+        "prompts_list",
+        "prompts_get",
+        "resources_list",
+        "resources_templates_list",
+        "resources_read",
+        "resources_subscribe",
+        "resources_unsubscribe",
+        "completion_complete",
+        "logging_setLevel",
+        "notifications_initialized",
+        "notifications_cancelled",
+        "notifications_progress",
+        "notifications_roots_list_changed",
+        "sampling_createMessage",
+        "elicitation_create",
+        "roots_list",
+        "tasks_get",
+        "tasks_list",
+        "tasks_cancel",
+        "tasks_result",
+    ];
+    let Some(method) = method else {
+        return "none";
+    };
+    KNOWN_METHODS
+        .iter()
+        .zip(LABELS)
+        .find(|(m, _)| **m == method)
+        .map_or("other", |(_, label)| label)
+}
+
+/// The HTTP status of a rejection.
+pub fn reject_status(error: &Error) -> u32 {
+    match error {
+        Error::TooLarge { .. } => 413,
+        Error::ContentType { .. } | Error::ContentEncoding { .. } => 415,
+        _ => 400,
+    }
+}
+
+/// A request refused before (or instead of) evaluation: a header check, the size limit or a
+/// parse failure. Answered with a JSON-RPC error with `id: null`.
+pub fn reject(error: &Error, request_id: &str) -> Outcome {
+    let message = format!("mcpgate: {error} (request {request_id})");
+    let body = jsonrpc_error_body(
+        "null",
+        error.jsonrpc_code(),
+        &message,
+        request_id,
+        error.reason(),
+    );
+    Outcome {
+        verdict: Verdict::Reject,
+        response: Some(json_response(reject_status(error), body)),
+        audit: AuditFields {
+            reason: error.reason().to_owned(),
+            ..AuditFields::default()
+        },
+        lists: None,
+        metric_method: "none",
+        reject_reason: Some(error.reason()),
+    }
+}
+
+/// A request without a body (a GET stream, a DELETE): decided on identity alone.
+pub fn decide_without_body(ctx: &DecisionContext<'_>, http_method: &str) -> Outcome {
+    let allowed = ctx.policy.allows_identity(ctx.identity);
+    let reason = identity_reason(allowed);
+    let response = (!allowed).then(|| {
+        forbidden(
+            &format!(
+                "mcpgate: {http_method} denied by policy (request {})",
+                ctx.request_id
+            ),
+            ctx.request_id,
+            reason,
+        )
+    });
+    Outcome {
+        verdict: if allowed {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        },
+        response,
+        audit: AuditFields {
+            reason: reason.to_owned(),
+            ..AuditFields::default()
+        },
+        lists: None,
+        metric_method: "none",
+        reject_reason: None,
+    }
+}
+
+/// Decides a complete body (the result of [`mcpgate_protocol::body::BodyAccumulator::parse`]).
+pub fn decide_body(ctx: &DecisionContext<'_>, parsed: Result<Body<'_>, Error>) -> Outcome {
+    let body = match parsed {
+        Ok(body) => body,
+        Err(e) => return reject(&e, ctx.request_id),
+    };
+    if body.is_batch() && !batch_accepted(ctx.protocol_version) {
+        return reject(&Error::Batch, ctx.request_id);
+    }
+    let messages = body.messages();
+    let mut evaluated = Vec::with_capacity(messages.len());
+    for message in messages {
+        match evaluate(ctx, message) {
+            Ok(e) => evaluated.push(e),
+            Err(e) => return reject(&e, ctx.request_id),
+        }
+    }
+    let audit = audit_fields(ctx, &body, &evaluated);
+    let metric_method = if body.is_batch() {
+        "batch"
+    } else {
+        metric_method(messages.first().and_then(Message::method))
+    };
+    let denied = evaluated.iter().position(|e| !e.allowed);
+    let Some(denied) = denied else {
+        return Outcome {
+            verdict: Verdict::Allow,
+            response: None,
+            audit,
+            lists: list_requests(&body),
+            metric_method,
+            reject_reason: None,
+        };
+    };
+    let response = denial_response(ctx, &body, &evaluated, denied);
+    Outcome {
+        verdict: Verdict::Deny,
+        response: Some(response),
+        audit,
+        lists: None,
+        metric_method,
+        reject_reason: None,
+    }
+}
+
+/// Batches only for an explicit `MCP-Protocol-Version: 2025-03-26`; a request without the header
+/// is treated as the newest version (no batches).
+pub fn batch_accepted(protocol_version: Option<&str>) -> bool {
+    protocol_version.is_some() && jsonrpc::batches_allowed(protocol_version)
+}
+
+/// One evaluated message.
+struct Evaluated {
+    allowed: bool,
+    reason: String,
+    arguments: Option<Value>,
+}
+
+fn evaluate(ctx: &DecisionContext<'_>, message: &Message<'_>) -> Result<Evaluated, Error> {
+    if message.kind() == Kind::Response {
+        // A client's answer to a server request (sampling, elicitation) acts on nothing:
+        // decided on identity alone, like a body-less request.
+        let allowed = ctx.policy.allows_identity(ctx.identity);
+        return Ok(Evaluated {
+            allowed,
+            reason: identity_reason(allowed).to_owned(),
+            arguments: None,
+        });
+    }
+    let arguments = message.arguments().map(|a| a.to_serde_json()).transpose()?;
+    let mut request = Request::new(ctx.identity);
+    if let Some(method) = message.method() {
+        request = request.method(method);
+    }
+    if let Some(target) = message.target() {
+        request = request.target(target);
+    }
+    if let Some(arguments) = &arguments {
+        request = request.arguments(arguments);
+    }
+    let decision = ctx.policy.evaluate(&request);
+    Ok(Evaluated {
+        allowed: decision.allowed,
+        reason: reason_label(&decision.reason).to_owned(),
+        arguments,
+    })
+}
+
+/// The audit/response reason: the rule id when a rule decided, else the reason code.
+fn reason_label<'p>(reason: &Reason<'p>) -> &'p str {
+    reason.rule().unwrap_or_else(|| reason.code())
+}
+
+fn identity_reason(allowed: bool) -> &'static str {
+    if allowed {
+        "identity_allowed"
+    } else {
+        "identity_denied"
+    }
+}
+
+fn audit_fields(
+    ctx: &DecisionContext<'_>,
+    body: &Body<'_>,
+    evaluated: &[Evaluated],
+) -> AuditFields {
+    let messages = body.messages();
+    let join = |f: &dyn Fn(&Message<'_>) -> Option<String>| -> String {
+        messages.iter().filter_map(f).collect::<Vec<_>>().join(",")
+    };
+    let method = join(&|m| m.method().map(str::to_owned));
+    let target = join(&|m| m.target().map(str::to_owned));
+    let arguments = if body.is_batch() {
+        if evaluated.iter().all(|e| e.arguments.is_none()) {
+            String::new()
+        } else {
+            let all = Value::Array(
+                evaluated
+                    .iter()
+                    .map(|e| e.arguments.clone().unwrap_or(Value::Null))
+                    .collect(),
+            );
+            ctx.redaction.render(&all)
+        }
+    } else {
+        evaluated
+            .first()
+            .and_then(|e| e.arguments.as_ref())
+            .map(|a| ctx.redaction.render(a))
+            .unwrap_or_default()
+    };
+    // The deciding reason: the first denial's, else the first message's.
+    let reason = evaluated
+        .iter()
+        .find(|e| !e.allowed)
+        .or(evaluated.first())
+        .map(|e| e.reason.clone())
+        .unwrap_or_default();
+    AuditFields {
+        method,
+        target,
+        arguments,
+        reason,
+    }
+}
+
+fn list_requests(body: &Body<'_>) -> Option<ListRequests> {
+    let mut kinds = Vec::new();
+    for message in body.messages() {
+        if message.kind() != Kind::Request {
+            continue;
+        }
+        if let Some(kind) = message.method().and_then(ListKind::from_method) {
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+    }
+    if kinds.is_empty() {
+        return None;
+    }
+    let mut tracker = ResponseTracker::new();
+    tracker.record_body(body);
+    Some(ListRequests { tracker, kinds })
+}
+
+/// `tools/call 'admin_x'` or `initialize`.
+fn describe(message: &Message<'_>) -> String {
+    let method = message.method().unwrap_or("response");
+    match message.target() {
+        Some(target) => format!("{method} '{target}'"),
+        None => method.to_owned(),
+    }
+}
+
+fn denial_response(
+    ctx: &DecisionContext<'_>,
+    body: &Body<'_>,
+    evaluated: &[Evaluated],
+    denied: usize,
+) -> LocalResponse {
+    let messages = body.messages();
+    let rid = ctx.request_id;
+    let denied_message = messages.get(denied);
+    let denied_reason = evaluated.get(denied).map_or("", |e| e.reason.as_str());
+    let denied_text = denied_message.map(describe).unwrap_or_default();
+    let calls: Vec<(usize, &Message<'_>)> = messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.kind() == Kind::Request)
+        .collect();
+    if calls.is_empty() {
+        return forbidden(
+            &format!("mcpgate: {denied_text} denied by policy (request {rid})"),
+            rid,
+            denied_reason,
+        );
+    }
+    let mut errors = Vec::with_capacity(calls.len());
+    for (i, message) in calls {
+        let raw_id = message.id().map_or("null", |id| id.raw());
+        let evaluated = evaluated.get(i);
+        let own_denial = evaluated.filter(|e| !e.allowed);
+        let error = match own_denial {
+            Some(e) => jsonrpc_error_body(
+                raw_id,
+                POLICY_DENIED_CODE,
+                &format!(
+                    "mcpgate: {} denied by policy (request {rid})",
+                    describe(message)
+                ),
+                rid,
+                &e.reason,
+            ),
+            None => jsonrpc_error_body(
+                raw_id,
+                POLICY_DENIED_CODE,
+                &format!(
+                    "mcpgate: batch denied by policy: {denied_text} is denied (request {rid})"
+                ),
+                rid,
+                denied_reason,
+            ),
+        };
+        errors.push(error);
+    }
+    let body = if body.is_batch() {
+        format!("[{}]", errors.join(","))
+    } else {
+        errors.concat()
+    };
+    json_response(200, body)
+}
+
+/// `{"jsonrpc":"2.0","id":<raw id>,"error":{"code":…,"message":…,"data":{"request_id":…,"reason":…}}}`
+/// with the id copied byte for byte.
+pub fn jsonrpc_error_body(
+    raw_id: &str,
+    code: i64,
+    message: &str,
+    request_id: &str,
+    reason: &str,
+) -> String {
+    let error = json!({
+        "code": code,
+        "message": message,
+        "data": {"request_id": request_id, "reason": reason},
+    });
+    format!("{{\"jsonrpc\":\"2.0\",\"id\":{raw_id},\"error\":{error}}}")
+}
+
+/// 403 with a JSON body, for a denied request that is not a JSON-RPC call.
+pub fn forbidden(message: &str, request_id: &str, reason: &str) -> LocalResponse {
+    let body = json!({
+        "error": "forbidden",
+        "error_description": message,
+        "request_id": request_id,
+        "reason": reason,
+    });
+    json_response(403, body.to_string())
+}
+
+pub fn json_response(status: u32, body: String) -> LocalResponse {
+    LocalResponse {
+        status,
+        headers: vec![
+            ("content-type", "application/json".into()),
+            ("cache-control", "no-store".into()),
+            ("access-control-allow-origin", ALLOW_ORIGIN.into()),
+            ("access-control-expose-headers", EXPOSE_HEADERS.into()),
+        ],
+        body: body.into_bytes(),
+    }
+}
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;
