@@ -215,7 +215,13 @@ pub fn decide_without_body(ctx: &DecisionContext<'_>, http_method: &str) -> Outc
             reason: reason.to_owned(),
             ..AuditFields::default()
         },
-        lists: None,
+        // A GET stream (standalone or resuming a POST's stream with Last-Event-ID) carries
+        // answers to no request of this exchange: list-shaped results on it are filtered too,
+        // under the strictest reading of every list kind.
+        lists: allowed.then(|| ListRequests {
+            tracker: ResponseTracker::new(),
+            kinds: Vec::new(),
+        }),
         metric_method: "none",
         reject_reason: None,
     }

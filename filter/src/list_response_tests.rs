@@ -183,3 +183,27 @@ fn resource_templates_use_resources_read() {
     assert_eq!(entry_method(ListKind::Tools), "tools/call");
     assert_eq!(entry_method(ListKind::Prompts), "prompts/get");
 }
+
+#[test]
+fn list_replayed_on_a_get_stream_is_filtered() {
+    let policy = policy();
+    let identity = identity();
+    let redaction = Redaction::default();
+    let ctx = DecisionContext {
+        policy: &policy,
+        identity: &identity,
+        request_id: "r",
+        protocol_version: Some("2025-06-18"),
+        redaction: &redaction,
+    };
+    let requests = crate::decision::decide_without_body(&ctx, "GET")
+        .lists
+        .unwrap();
+    let mut list = ListResponse::new(requests);
+    assert_eq!(list.plan(Some("text/event-stream")), Plan::Stream);
+    let stream = format!("id: 9\nevent: message\ndata: {LIST}\n\n");
+    let out = list.push_sse(stream.as_bytes(), &policy, &identity);
+    let out = String::from_utf8(out).unwrap();
+    let data = out.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    assert_eq!(names(data), vec!["echo".to_string()]);
+}
