@@ -381,22 +381,11 @@ pub async fn consent_page_handler(
 ) -> Response {
     let t = now();
     let id_hash = opaque_token::hash(&q.request);
-    let pending = match state.store.pending(&id_hash, t).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return expired_request_page(),
-        Err(e) => return internal_error_page(e),
+    let (pending, session, user) = match pending_with_session(&state, &headers, &q.request, t).await
+    {
+        Ok(found) => found,
+        Err(page) => return page,
     };
-    let (session, user) =
-        match session::current(&state.store, &headers, state.issuer_https, t).await {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                return redirect(
-                    StatusCode::SEE_OTHER,
-                    &format!("{}?request={}", paths::SIGN_IN, q.request),
-                )
-            }
-            Err(e) => return internal_error_page(e),
-        };
     let client = match client_for_page(&state, &pending.client_id).await {
         Ok(c) => c,
         Err(page) => return page,
@@ -437,6 +426,29 @@ pub async fn consent_page_handler(
     pages::respond(StatusCode::OK, pages::consent(&view))
 }
 
+/// The pending authorization named by a sign-in/consent page and the browser's session; without
+/// a session the browser is sent to sign in first.
+async fn pending_with_session(
+    state: &SharedState,
+    headers: &HeaderMap,
+    request: &str,
+    t: i64,
+) -> Result<(PendingAuthorization, Session, UserClaims), Response> {
+    let pending = match state.store.pending(&opaque_token::hash(request), t).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(expired_request_page()),
+        Err(e) => return Err(internal_error_page(e)),
+    };
+    match session::current(&state.store, headers, state.issuer_https, t).await {
+        Ok(Some((session, user))) => Ok((pending, session, user)),
+        Ok(None) => Err(redirect(
+            StatusCode::SEE_OTHER,
+            &format!("{}?request={}", paths::SIGN_IN, request),
+        )),
+        Err(e) => Err(internal_error_page(e)),
+    }
+}
+
 #[derive(Deserialize)]
 pub struct ConsentForm {
     #[serde(default)]
@@ -455,21 +467,10 @@ pub async fn consent_handler(
 ) -> Response {
     let t = now();
     let id_hash = opaque_token::hash(&form.request);
-    let pending = match state.store.pending(&id_hash, t).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return expired_request_page(),
-        Err(e) => return internal_error_page(e),
-    };
-    let (session, user) =
-        match session::current(&state.store, &headers, state.issuer_https, t).await {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                return redirect(
-                    StatusCode::SEE_OTHER,
-                    &format!("{}?request={}", paths::SIGN_IN, form.request),
-                )
-            }
-            Err(e) => return internal_error_page(e),
+    let (pending, session, user) =
+        match pending_with_session(&state, &headers, &form.request, t).await {
+            Ok(found) => found,
+            Err(page) => return page,
         };
     let bound = pending.sid.as_deref() == Some(session.sid.as_str())
         && pending
