@@ -2,8 +2,10 @@
 //   the MCP reference server (server-everything, streamable HTTP),
 //   the token service (mcpgate-token-service serve) on SQLite in a fresh run directory,
 //   Envoy (.venv/bin/envoy) with the bootstrap the token service CLI renders, loading the built filter.
-// Two server routes, /a (routes[0], cluster mcp_route_0) and /b (routes[1], cluster mcp_route_1),
-// both in front of the one reference server.
+// By default two server routes, /a (routes[0], cluster mcp_route_0) and /b (routes[1], cluster
+// mcp_route_1), both in front of the one reference server. A test file may pass its own `routes`
+// (path, upstream 'everything' | 'recorder', upstreamPath, policy, maxRequestBytes, audit), which
+// can put the recording MCP upstream (lib/recorder.mjs, in this process) behind a route.
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
@@ -11,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { startProcess, stopProcess, waitUntil, run, logTail } from './procs.mjs';
 import { freePorts, portOpen } from './net.mjs';
 import { makeTestCa } from './tls.mjs';
+import { startRecorder } from './recorder.mjs';
 
 export const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO_ROOT = path.resolve(E2E_DIR, '..', '..');
@@ -71,12 +74,18 @@ function gatewayYaml(g) {
     'routes:',
   ];
   for (const r of g.routes) {
+    const port = r.upstream === 'recorder' ? g.ports.recorder : g.ports.everything;
+    // YAML is a superset of JSON: the policy and the server settings are written as JSON.
+    const server = {};
+    if (r.maxRequestBytes !== undefined) server.max_request_bytes = r.maxRequestBytes;
+    if (r.audit !== undefined) server.audit = r.audit;
     lines.push(
       `  - from: ${yamlString(r.url)}`,
-      `    to: ${yamlString(`http://127.0.0.1:${g.ports.everything}/mcp`)}`,
+      `    to: ${yamlString(`http://127.0.0.1:${port}${r.upstreamPath}`)}`,
       `    name: ${yamlString(r.name)}`,
-      '    mcp: {server: {}}',
+      `    mcp: ${JSON.stringify({ server })}`,
     );
+    if (r.policy !== undefined) lines.push(`    policy: ${JSON.stringify(r.policy)}`);
   }
   return lines.join('\n') + '\n';
 }
@@ -97,7 +106,7 @@ export class Gateway {
     return this.origin;
   }
 
-  /** The route with that path ('/a' or '/b'): {path, url, index, cluster, resourceMetadataUrl}. */
+  /** The route with that path (e.g. '/a'): {path, url, index, name, cluster, resourceMetadataUrl, …}. */
   route(routePath) {
     const r = this.routes.find((x) => x.path === routePath);
     if (!r) throw new Error(`no route ${routePath}`);
@@ -117,8 +126,8 @@ export class Gateway {
     this.dir = path.join(ARTIFACTS_DIR, this.name);
     fs.rmSync(this.dir, { recursive: true, force: true });
     fs.mkdirSync(this.dir, { recursive: true });
-    const [envoy, admin, tokenService, everything] = await freePorts(4);
-    this.ports = { envoy, admin, tokenService, everything };
+    const [envoy, admin, tokenService, everything, recorder] = await freePorts(5);
+    this.ports = { envoy, admin, tokenService, everything, recorder };
     this.paths = {
       config: path.join(this.dir, 'gateway.yaml'),
       envoyConfig: path.join(this.dir, 'envoy.yaml'),
@@ -128,14 +137,24 @@ export class Gateway {
       wasm: WASM_MODULE,
       logs: path.join(this.dir, 'logs'),
     };
-    this.routes = ['/a', '/b'].map((p, index) => ({
-      path: p,
-      index,
-      name: `Route ${p.slice(1).toUpperCase()}`,
-      url: `${this.origin}${p}`,
-      cluster: `mcp_route_${index}`,
-      resourceMetadataUrl: `${this.origin}/.well-known/oauth-protected-resource${p}`,
-    }));
+    const specs = this.options.routes ?? [{ path: '/a' }, { path: '/b' }];
+    this.routes = specs.map((spec, index) => {
+      const p = spec.path;
+      const upstream = spec.upstream ?? 'everything';
+      return {
+        ...spec,
+        path: p,
+        index,
+        name: spec.name ?? `Route ${p.slice(1).toUpperCase()}`,
+        url: `${this.origin}${p}`,
+        upstream,
+        upstreamPath: spec.upstreamPath ?? (upstream === 'recorder' ? '/json' : '/mcp'),
+        cluster: `mcp_route_${index}`,
+        resourceMetadataUrl: `${this.origin}/.well-known/oauth-protected-resource${p}`,
+      };
+    });
+    const usesEverything = this.routes.some((r) => r.upstream === 'everything');
+    const usesRecorder = this.routes.some((r) => r.upstream === 'recorder');
     this.tls = await makeTestCa(path.join(this.dir, 'tls'));
     fs.writeFileSync(this.paths.config, gatewayYaml(this));
 
@@ -155,11 +174,16 @@ export class Gateway {
       throw new Error(`mcpgate-token-service envoy-bootstrap failed (exit ${render.code}):\n${render.stdout}\n${render.stderr}`);
     }
 
-    this.procs.everything = startProcess('everything', process.execPath, [path.join(E2E_DIR, 'lib', 'everything-loopback.mjs')], {
-      cwd: E2E_DIR,
-      env: { ...process.env, PORT: String(everything) },
-      logFile: path.join(this.paths.logs, 'everything.log'),
-    });
+    if (usesEverything) {
+      this.procs.everything = startProcess('everything', process.execPath, [path.join(E2E_DIR, 'lib', 'everything-loopback.mjs')], {
+        cwd: E2E_DIR,
+        env: { ...process.env, PORT: String(everything) },
+        logFile: path.join(this.paths.logs, 'everything.log'),
+      });
+    }
+    if (usesRecorder) {
+      this.recorder = await startRecorder({ port: recorder, logFile: path.join(this.paths.logs, 'recorder.log') });
+    }
     await this.startTokenService();
     this.procs.envoy = startProcess('envoy', ENVOY_BIN, [
       '-c', this.paths.envoyConfig,
@@ -168,7 +192,9 @@ export class Gateway {
       '--log-level', 'warn',
     ], { cwd: this.dir, logFile: path.join(this.paths.logs, 'envoy.log') });
 
-    await waitUntil('the MCP reference server port', () => portOpen(everything), { child: this.procs.everything });
+    if (usesEverything) {
+      await waitUntil('the MCP reference server port', () => portOpen(everything), { child: this.procs.everything });
+    }
     await waitUntil('Envoy admin /ready', async () => {
       const r = await fetch(`http://127.0.0.1:${admin}/ready`);
       return r.status === 200;
@@ -236,13 +262,15 @@ export class Gateway {
   async stop() {
     // Envoy first, so no request reaches a stopped backend; then the backends.
     await stopProcess(this.procs.envoy);
-    await Promise.all([stopProcess(this.procs.tokenService), stopProcess(this.procs.everything)]);
+    await Promise.all([stopProcess(this.procs.tokenService), stopProcess(this.procs.everything), this.recorder?.stop()]);
   }
 }
 
 /**
  * Starts a gateway for a test file. `name` names the run directory under tests/e2e/.artifacts/.
- * Options: accessTokenLifetime ('3s'), leeway ('1s'), jwksRefresh ('60s').
+ * Options: accessTokenLifetime ('3s'), leeway ('1s'), jwksRefresh ('60s'), and `routes`: a list of
+ * {path, name?, upstream: 'everything' (default) | 'recorder', upstreamPath? ('/mcp' or '/json'),
+ *  policy?, maxRequestBytes?, audit?: {redact, max_argument_bytes}} replacing the default /a and /b.
  */
 export async function startGateway(name, options = {}) {
   const gateway = new Gateway(name, {

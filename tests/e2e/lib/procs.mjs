@@ -101,6 +101,9 @@ export function run(command, args, { cwd, env, input, timeoutMs = 600_000 } = {}
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
+    // A command that exits without reading stdin (envoy-bootstrap) makes this write fail with
+    // EPIPE; that is not an error of the run (its exit code and output are what count).
+    child.stdin.on('error', () => {});
     child.stdin.end(input ?? '');
   });
 }
