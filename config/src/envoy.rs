@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use serde_json::{json, Value};
 
+use crate::filter::MAX_LIST_RESPONSE_BYTES;
 use crate::gateway::{ServerRoute, Upstream, TOKEN_SERVICE_CLUSTER};
 use crate::{paths, ConfigError, GatewayConfig};
 
@@ -81,11 +82,26 @@ fn bootstrap(config: &GatewayConfig) -> Result<Value, ConfigError> {
         port: ts_port.parse().unwrap_or(80),
         path: String::new(),
     };
-    let mut clusters = vec![upstream_cluster(TOKEN_SERVICE_CLUSTER, &token_service)];
+    // The filter holds whole request bodies and JSON list answers while it decides; Envoy's
+    // default 1 MiB connection buffer would reset those streams before the filter's own limits
+    // (which answer with a clear error) are reached.
+    let buffer_limit = routes
+        .iter()
+        .map(|r| r.max_request_bytes)
+        .chain(std::iter::once(MAX_LIST_RESPONSE_BYTES))
+        .max()
+        .unwrap_or(MAX_LIST_RESPONSE_BYTES)
+        .saturating_add(1 << 20);
+    let mut clusters = vec![upstream_cluster(
+        TOKEN_SERVICE_CLUSTER,
+        &token_service,
+        buffer_limit,
+    )];
     for route in &routes {
         clusters.push(upstream_cluster(
             &route_cluster_name(route),
             &route.upstream,
+            buffer_limit,
         ));
     }
 
@@ -95,6 +111,7 @@ fn bootstrap(config: &GatewayConfig) -> Result<Value, ConfigError> {
             "listeners": [{
                 "name": "mcpgate",
                 "address": socket_address(config.envoy.listen),
+                "per_connection_buffer_limit_bytes": buffer_limit,
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
                     "typed_config": {
@@ -228,9 +245,10 @@ fn socket_address(addr: SocketAddr) -> Value {
     json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}})
 }
 
-fn upstream_cluster(name: &str, upstream: &Upstream) -> Value {
+fn upstream_cluster(name: &str, upstream: &Upstream, buffer_limit: usize) -> Value {
     let mut cluster = json!({
         "name": name,
+        "per_connection_buffer_limit_bytes": buffer_limit,
         "type": if upstream.host.parse::<std::net::IpAddr>().is_ok() { "STATIC" } else { "STRICT_DNS" },
         "connect_timeout": "5s",
         "load_assignment": {
@@ -388,6 +406,11 @@ routes:
         let wasm = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
             ["typed_config"]["http_filters"][0]["typed_config"]["config"];
         assert_eq!(wasm["failure_policy"], "FAIL_RELOAD");
+        let listener = &b["static_resources"]["listeners"][0];
+        assert!(
+            listener["per_connection_buffer_limit_bytes"].as_u64()
+                > Some(MAX_LIST_RESPONSE_BYTES as u64)
+        );
         let json = wasm["configuration"]["value"]
             .as_str()
             .expect("string value");

@@ -78,6 +78,8 @@ pub struct FilterRoute {
 
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_AUDIT_MAX_ARGUMENT_BYTES: usize = 2048;
+/// Largest list answer (JSON body or single SSE event) the filter reads to filter it.
+pub const MAX_LIST_RESPONSE_BYTES: usize = 8 << 20;
 
 fn default_max_request_bytes() -> usize {
     DEFAULT_MAX_REQUEST_BYTES

@@ -5,6 +5,8 @@
 //! [`filter::FilterConfig`] projection: only what the data path needs, with no secrets in it.
 //! Both are validated once, at load, and every error names the field it is about.
 
+#![recursion_limit = "256"]
+
 #[cfg(feature = "gateway")]
 pub mod envoy;
 pub mod error;

@@ -552,6 +552,9 @@ impl Http {
 
     /// Strip the client's credentials before the request goes upstream.
     fn strip_credentials(&mut self) -> bool {
+        // Also ask the MCP server for uncompressed answers: list answers must be readable to be
+        // filtered (an encoded one is replaced by an error). Failing to remove it is harmless.
+        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, "accept-encoding");
         match hostcalls::remove_map_value(MapType::HttpRequestHeaders, "authorization") {
             Ok(()) => true,
             Err(status) => {
@@ -1081,9 +1084,15 @@ impl HttpContext for Http {
         if end_of_stream || !matches!(self.state, State::Forwarded) {
             return Action::Continue;
         }
-        self.plan = list.plan(response_header("content-type").as_deref());
+        self.plan = list.plan(
+            response_header("content-type").as_deref(),
+            response_header("content-encoding").as_deref(),
+        );
         if self.plan != Plan::PassThrough {
             let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length");
+        }
+        if list.is_encoded() {
+            let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-encoding");
         }
         Action::Continue
     }

@@ -22,7 +22,7 @@ use mcpgate_protocol::Error;
 use crate::decision::ListRequests;
 
 /// Largest list response (JSON body or one SSE event) the filter reads.
-pub const MAX_LIST_RESPONSE_BYTES: usize = 8 << 20;
+pub use mcpgate_config::filter::MAX_LIST_RESPONSE_BYTES;
 /// JSON-RPC internal error, for a list response that could not be checked.
 pub const INTERNAL_ERROR: i64 = -32603;
 
@@ -55,6 +55,9 @@ enum Mode {
 pub struct ListResponse {
     requests: ListRequests,
     mode: Mode,
+    /// The response's `Content-Encoding`, when it is not identity: such a body cannot be read,
+    /// so it is replaced by an error rather than passed on unchecked.
+    encoding: Option<String>,
 }
 
 /// The method whose permission decides whether a list entry is shown.
@@ -68,19 +71,37 @@ impl ListResponse {
         ListResponse {
             requests,
             mode: Mode::Idle,
+            encoding: None,
         }
     }
 
-    /// Chooses the plan from the response `Content-Type`.
-    pub fn plan(&mut self, content_type: Option<&str>) -> Plan {
+    /// Chooses the plan from the response `Content-Type` and `Content-Encoding`. Fail closed: an
+    /// answer to a list request that cannot be read (compressed, or of another content type) is
+    /// buffered and replaced, never passed on unchecked.
+    pub fn plan(&mut self, content_type: Option<&str>, content_encoding: Option<&str>) -> Plan {
+        self.encoding = content_encoding
+            .map(str::trim)
+            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+            .map(str::to_owned);
+        if self.encoding.is_some() {
+            return Plan::Buffer;
+        }
         match request_checks::response_body(content_type) {
             ResponseBody::Json => Plan::Buffer,
             ResponseBody::EventStream => {
                 self.mode = Mode::Sse(Box::new(SseRewriter::new(MAX_LIST_RESPONSE_BYTES)));
                 Plan::Stream
             }
-            ResponseBody::Other => Plan::PassThrough,
+            // A body-less exchange (a GET stream) asked for no list: its other answers
+            // (a 405, an HTML error page) are not list responses.
+            ResponseBody::Other if self.requests.kinds.is_empty() => Plan::PassThrough,
+            ResponseBody::Other => Plan::Buffer,
         }
+    }
+
+    /// Whether the response's content encoding must be dropped with its replaced body.
+    pub fn is_encoded(&self) -> bool {
+        self.encoding.is_some()
     }
 
     /// Whether an entry name is shown: allowed for every list kind this exchange asked for (one,
@@ -104,6 +125,12 @@ impl ListResponse {
         policy: &Policy,
         identity: &Identity,
     ) -> Option<Vec<u8>> {
+        if let Some(found) = &self.encoding {
+            let error = Error::ContentEncoding {
+                found: found.clone(),
+            };
+            return Some(unreadable(&error).into_bytes());
+        }
         let result = std::str::from_utf8(body)
             .map_err(|e| Error::InvalidUtf8 {
                 offset: e.valid_up_to(),

@@ -54,7 +54,7 @@ fn names(json: &str) -> Vec<String> {
 #[test]
 fn json_list_is_filtered() {
     let mut list = tools_list();
-    assert_eq!(list.plan(Some("application/json")), Plan::Buffer);
+    assert_eq!(list.plan(Some("application/json"), None), Plan::Buffer);
     let out = list
         .filter_json(LIST.as_bytes(), &policy(), &identity())
         .unwrap();
@@ -86,15 +86,15 @@ fn unreadable_json_list_fails_closed() {
 }
 
 #[test]
-fn other_content_types_pass() {
+fn other_content_types_are_read_as_json() {
     let mut list = tools_list();
-    assert_eq!(list.plan(Some("text/html")), Plan::PassThrough);
-    assert_eq!(list.plan(None), Plan::PassThrough);
+    assert_eq!(list.plan(Some("text/html"), None), Plan::Buffer);
+    assert_eq!(list.plan(None, None), Plan::Buffer);
 }
 
 fn stream(input: &[u8], cuts: &[usize]) -> Vec<u8> {
     let mut list = tools_list();
-    assert_eq!(list.plan(Some("text/event-stream")), Plan::Stream);
+    assert_eq!(list.plan(Some("text/event-stream"), None), Plan::Stream);
     let mut out = Vec::new();
     let mut start = 0;
     for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
@@ -129,7 +129,7 @@ fn sse_list_is_filtered_in_awkward_chunks() {
 #[test]
 fn sse_chunks_hold_back_only_the_unfinished_event() {
     let mut list = tools_list();
-    list.plan(Some("text/event-stream"));
+    list.plan(Some("text/event-stream"), None);
     let event = format!("data: {LIST}\n\n");
     let (a, b) = event.as_bytes().split_at(10);
     assert!(list.push_sse(a, &policy(), &identity()).is_empty());
@@ -143,7 +143,7 @@ fn sse_chunks_hold_back_only_the_unfinished_event() {
 #[test]
 fn unreadable_sse_event_ends_the_stream() {
     let mut list = tools_list();
-    list.plan(Some("text/event-stream"));
+    list.plan(Some("text/event-stream"), None);
     let out = list.push_sse(b"data: {\"broken\n\n", &policy(), &identity());
     let text = String::from_utf8(out).unwrap();
     assert!(text.starts_with("event: message\ndata: {"), "{text}");
@@ -200,10 +200,39 @@ fn list_replayed_on_a_get_stream_is_filtered() {
         .lists
         .unwrap();
     let mut list = ListResponse::new(requests);
-    assert_eq!(list.plan(Some("text/event-stream")), Plan::Stream);
+    assert_eq!(list.plan(Some("text/event-stream"), None), Plan::Stream);
     let stream = format!("id: 9\nevent: message\ndata: {LIST}\n\n");
     let out = list.push_sse(stream.as_bytes(), &policy, &identity);
     let out = String::from_utf8(out).unwrap();
     let data = out.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
     assert_eq!(names(data), vec!["echo".to_string()]);
+}
+
+#[test]
+fn unreadable_list_answers_are_replaced_not_passed_on() {
+    let mut list = tools_list();
+    assert_eq!(
+        list.plan(Some("application/json"), Some("gzip")),
+        Plan::Buffer
+    );
+    assert!(list.is_encoded());
+    let out = list
+        .filter_json(b"\x1f\x8b binary", &policy(), &identity())
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("gzip"),
+        "{v}"
+    );
+
+    let mut list = tools_list();
+    assert_eq!(
+        list.plan(Some("text/plain"), Some("identity")),
+        Plan::Buffer
+    );
+    let out = list
+        .filter_json(LIST.as_bytes(), &policy(), &identity())
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(names(&v.to_string()), vec!["echo".to_string()]);
 }
