@@ -34,6 +34,7 @@ stop() {
   for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
   sleep 1
   for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  exit 0
 }
 trap stop INT TERM EXIT
 
