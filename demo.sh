@@ -28,13 +28,14 @@ fi
 
 pids=()
 stop() {
+  local status=$?
   trap - INT TERM EXIT
   echo
   echo "==> stopping"
   for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
   sleep 1
   for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
-  exit 0
+  exit "$status"
 }
 trap stop INT TERM EXIT
 
@@ -78,3 +79,4 @@ Press Ctrl-C to stop everything.
 MSG
 wait -n || true
 echo "==> a process exited; see .run/logs/" >&2
+exit 1
