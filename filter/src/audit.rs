@@ -7,6 +7,7 @@
 //! the string `"[redacted]"`. The serialized arguments are then cut at the route's byte cap on a
 //! character boundary and marked with [`TRUNCATED`]. A token is never part of a record.
 
+use mcpgate_protocol::json::{Value as RawValue, ValueKind};
 use serde_json::Value;
 
 /// The value that replaces a redacted argument.
@@ -75,6 +76,91 @@ impl Redaction {
             copy.to_string()
         };
         cap(text, self.max_bytes)
+    }
+
+    /// What [`Redaction::render`] gives for `arguments.to_serde_json()` (same key order, number
+    /// and string forms, redaction and cut), written straight from the parsed body: nothing is
+    /// copied or converted, and writing stops at the byte cap.
+    pub fn render_raw(&self, arguments: &RawValue<'_>) -> String {
+        let mut out = Capped {
+            out: Vec::new(),
+            keep: self.max_bytes.saturating_add(1),
+        };
+        let paths: Vec<&[Segment]> = self.paths.iter().map(Vec::as_slice).collect();
+        self.write_raw(arguments, &paths, &mut out);
+        out.finish(self.max_bytes)
+    }
+
+    /// Writes `value`; `paths` are the rests of the redaction paths that lead to it.
+    fn write_raw(&self, value: &RawValue<'_>, paths: &[&[Segment]], out: &mut Capped) {
+        if out.is_full() {
+            return;
+        }
+        if paths.iter().any(|p| p.is_empty()) {
+            write_json_string(out, REDACTED);
+            return;
+        }
+        match value.kind() {
+            ValueKind::Null => out.push(b"null"),
+            ValueKind::Bool(b) => out.push(if *b { b"true" } else { b"false" }),
+            ValueKind::Number(n) => match serde_json::from_str::<serde_json::Number>(n) {
+                Ok(number) => out.push(number.to_string().as_bytes()),
+                // Not reached: such arguments are refused before the audit record.
+                Err(_) => out.push(b"null"),
+            },
+            ValueKind::String(text) => write_json_string(out, text),
+            ValueKind::Array(items) => {
+                out.push(b"[");
+                for (i, item) in items.iter().enumerate() {
+                    if out.is_full() {
+                        return;
+                    }
+                    if i > 0 {
+                        out.push(b",");
+                    }
+                    let inner: Vec<&[Segment]> = paths
+                        .iter()
+                        .filter_map(|p| match p.split_first() {
+                            Some((Segment::Index(n), rest)) if *n == i => Some(rest),
+                            Some((Segment::Any, rest)) => Some(rest),
+                            _ => None,
+                        })
+                        .collect();
+                    self.write_raw(item, &inner, out);
+                }
+                out.push(b"]");
+            }
+            ValueKind::Object(members) => {
+                // `serde_json::Map` keeps its keys sorted.
+                let mut sorted: Vec<_> = members.iter().collect();
+                sorted.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+                out.push(b"{");
+                for (i, member) in sorted.into_iter().enumerate() {
+                    if out.is_full() {
+                        return;
+                    }
+                    if i > 0 {
+                        out.push(b",");
+                    }
+                    write_json_string(out, &member.key);
+                    out.push(b":");
+                    if self.keys.iter().any(|k| *k == *member.key) {
+                        write_json_string(out, REDACTED);
+                        continue;
+                    }
+                    let inner: Vec<&[Segment]> = paths
+                        .iter()
+                        .filter_map(|p| match p.split_first() {
+                            Some((Segment::Key(k), rest)) if *k == *member.key => Some(rest),
+                            Some((Segment::Any, rest)) => Some(rest),
+                            _ => None,
+                        })
+                        .collect();
+                    self.write_raw(&member.value, &inner, out);
+                }
+                out.push(b"}");
+            }
+        }
     }
 
     fn redact(&self, value: &mut Value) {
@@ -162,6 +248,76 @@ fn parse_path(path: &str) -> Option<Vec<Segment>> {
     Some(segments)
 }
 
+/// An output that keeps only its first `keep` bytes (the cap plus one, to know it was passed).
+struct Capped {
+    out: Vec<u8>,
+    keep: usize,
+}
+
+impl Capped {
+    fn is_full(&self) -> bool {
+        self.out.len() >= self.keep
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let room = self.keep.saturating_sub(self.out.len());
+        let take = bytes.get(..room).unwrap_or(bytes);
+        self.out.extend_from_slice(take);
+    }
+
+    /// The text, cut as [`cap`] cuts it.
+    fn finish(mut self, max_bytes: usize) -> String {
+        if self.out.len() > max_bytes {
+            let mut end = max_bytes;
+            // Back to a character boundary (the byte at `end` does not continue a character).
+            while end > 0 && self.out.get(end).is_some_and(|b| b & 0xC0 == 0x80) {
+                end = end.saturating_sub(1);
+            }
+            self.out.truncate(end);
+            let mut text = String::from_utf8_lossy(&self.out).into_owned();
+            text.push_str(TRUNCATED);
+            return text;
+        }
+        String::from_utf8(self.out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+}
+
+/// A JSON string literal as `serde_json` writes it.
+fn write_json_string(out: &mut Capped, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b"\"");
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0C => b"\\f",
+            0x00..=0x1F => b"",
+            _ => continue,
+        };
+        out.push(bytes.get(start..i).unwrap_or_default());
+        if escape.is_empty() {
+            let hi = HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
+            let lo = HEX.get(usize::from(b & 0xF)).copied().unwrap_or(b'0');
+            out.push(&[b'\\', b'u', b'0', b'0', hi, lo]);
+        } else {
+            out.push(escape);
+        }
+        start = i.saturating_add(1);
+        if out.is_full() {
+            return;
+        }
+    }
+    out.push(bytes.get(start..).unwrap_or_default());
+    out.push(b"\"");
+}
+
 /// Cuts `text` to at most `max_bytes` bytes on a character boundary, marking the cut.
 pub fn cap(mut text: String, max_bytes: usize) -> String {
     if text.len() <= max_bytes {
@@ -237,6 +393,53 @@ mod tests {
             assert!(Redaction::compile(&[bad.to_string()], 10).is_err(), "{bad}");
         }
         assert!(Redaction::compile(&[String::new()], 10).is_err());
+    }
+
+    #[test]
+    fn render_raw_matches_render() {
+        let inputs = [
+            r#"{"b":1,"a":[1,2.50,-0,1e5,1E-7,12345678901234567890123,-9223372036854775808],"c":null}"#,
+            r#"{"text":"q\"\\/\b\f\n\r\t\u0001\u001f\u007f é ☃ \ud83d\ude00","z":true,"y":false}"#,
+            r#"{"password":"p","nested":[{"password":{"x":1}},{"secret":[1,2]}],"user":"a"}"#,
+            r#"{"auth":{"token":"t","user":"u"},"items":[{"secret":1},{"secret":2}],"odd.key":"x","a":{"inner":3}}"#,
+            r#"[{"a":1},{"secret":2},"x",[]]"#,
+            r#""plain""#,
+            r#"{"é":1,"e":2,"E":3,"":4,"ab":5,"a":6}"#,
+            r#"{"text":"ééééééééééééééééééééé☃☃☃☃☃☃☃☃☃"}"#,
+            r#"{}"#,
+            r#"[]"#,
+        ];
+        let settings: [&[&str]; 5] = [
+            &[],
+            &["password"],
+            &[
+                "$.auth.token",
+                "$.items[1].secret",
+                "$[\"odd.key\"]",
+                "$.*.inner",
+            ],
+            &["$"],
+            &[
+                "secret",
+                "$.items[*].secret",
+                "$[1]",
+                "$.nested[*].password.x",
+            ],
+        ];
+        for input in inputs {
+            let raw = mcpgate_protocol::json::parse(input, 64).unwrap();
+            let value = raw.to_serde_json().unwrap();
+            for entries in settings {
+                for max in [0, 1, 2, 5, 9, 10, 11, 17, 30, 31, 32, 33, 60, 1000] {
+                    let r = redaction(entries, max);
+                    assert_eq!(
+                        r.render_raw(&raw),
+                        r.render(&value),
+                        "{input} {entries:?} {max}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | any other parse failure | 400, the error's JSON-RPC code, `id: null` |
 
 use mcpgate_policy::{Identity, Policy, Reason, Request};
+use mcpgate_protocol::json::Value as RawValue;
 use mcpgate_protocol::jsonrpc::{self, Body, Kind, Message};
 use mcpgate_protocol::list_filter::{ListKind, ResponseTracker};
 use mcpgate_protocol::Error;
@@ -237,9 +238,12 @@ pub fn decide_body(ctx: &DecisionContext<'_>, parsed: Result<Body<'_>, Error>) -
         return reject(&Error::Batch, ctx.request_id);
     }
     let messages = body.messages();
+    // Arguments become `serde_json` values only for a policy that reads them (the audit record
+    // renders them from the parsed body, up to its byte cap).
+    let uses_arguments = ctx.policy.uses_arguments();
     let mut evaluated = Vec::with_capacity(messages.len());
     for message in messages {
-        match evaluate(ctx, message) {
+        match evaluate(ctx, message, uses_arguments) {
             Ok(e) => evaluated.push(e),
             Err(e) => return reject(&e, ctx.request_id),
         }
@@ -279,13 +283,17 @@ pub fn batch_accepted(protocol_version: Option<&str>) -> bool {
 }
 
 /// One evaluated message.
-struct Evaluated {
+struct Evaluated<'m, 'a> {
     allowed: bool,
     reason: String,
-    arguments: Option<Value>,
+    arguments: Option<&'m RawValue<'a>>,
 }
 
-fn evaluate(ctx: &DecisionContext<'_>, message: &Message<'_>) -> Result<Evaluated, Error> {
+fn evaluate<'m, 'a>(
+    ctx: &DecisionContext<'_>,
+    message: &'m Message<'a>,
+    uses_arguments: bool,
+) -> Result<Evaluated<'m, 'a>, Error> {
     if message.kind() == Kind::Response {
         // A client's answer to a server request (sampling, elicitation) acts on nothing:
         // decided on identity alone, like a body-less request.
@@ -296,7 +304,16 @@ fn evaluate(ctx: &DecisionContext<'_>, message: &Message<'_>) -> Result<Evaluate
             arguments: None,
         });
     }
-    let arguments = message.arguments().map(|a| a.to_serde_json()).transpose()?;
+    let arguments = message.arguments();
+    // The same refusal as converting them (numbers beyond `f64`), whether or not they are.
+    if let Some(raw) = arguments {
+        raw.check_numbers()?;
+    }
+    let converted = if uses_arguments {
+        arguments.map(RawValue::to_serde_json).transpose()?
+    } else {
+        None
+    };
     let mut request = Request::new(ctx.identity);
     if let Some(method) = message.method() {
         request = request.method(method);
@@ -304,7 +321,7 @@ fn evaluate(ctx: &DecisionContext<'_>, message: &Message<'_>) -> Result<Evaluate
     if let Some(target) = message.target() {
         request = request.target(target);
     }
-    if let Some(arguments) = &arguments {
+    if let Some(arguments) = &converted {
         request = request.arguments(arguments);
     }
     let decision = ctx.policy.evaluate(&request);
@@ -346,7 +363,11 @@ fn audit_fields(
             let all = Value::Array(
                 evaluated
                     .iter()
-                    .map(|e| e.arguments.clone().unwrap_or(Value::Null))
+                    .map(|e| {
+                        e.arguments
+                            .and_then(|a| a.to_serde_json().ok())
+                            .unwrap_or(Value::Null)
+                    })
                     .collect(),
             );
             ctx.redaction.render(&all)
@@ -354,8 +375,8 @@ fn audit_fields(
     } else {
         evaluated
             .first()
-            .and_then(|e| e.arguments.as_ref())
-            .map(|a| ctx.redaction.render(a))
+            .and_then(|e| e.arguments)
+            .map(|a| ctx.redaction.render_raw(a))
             .unwrap_or_default()
     };
     // The deciding reason: the first denial's, else the first message's.

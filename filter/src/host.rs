@@ -456,6 +456,7 @@ impl RootContext for Root {
             list: None,
             plan: Plan::PassThrough,
             response_seen: 0,
+            headers: Headers::default(),
         }))
     }
 
@@ -505,20 +506,45 @@ pub struct Http {
     plan: Plan,
     /// Response body bytes buffered so far (for a buffered JSON list response).
     response_seen: usize,
+    /// The request headers, read once in the header callback.
+    headers: Headers,
 }
 
-fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
-}
+/// A header map read with one host call. In V8 every host call that returns data costs a few
+/// microseconds (the host calls back into the module to allocate), so a request's headers are
+/// read once and looked up here instead of one `get_map_value` per header.
+#[derive(Default)]
+struct Headers(Vec<(String, Vec<u8>)>);
 
-fn response_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
+impl Headers {
+    fn read(map: MapType) -> Self {
+        Headers(hostcalls::get_map_bytes(map).unwrap_or_default())
+    }
+
+    fn raw(&self, name: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The first value of `name`, as the host's `get_map_value` answers.
+    fn get(&self, name: &str) -> Option<String> {
+        self.raw(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.raw(name).is_some()
+    }
+
+    /// Every value of `name`.
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
 }
 
 /// Writes one audit field to filter state (`wasm.<name>`); empty values are left unset.
@@ -554,7 +580,9 @@ impl Http {
     fn strip_credentials(&mut self) -> bool {
         // Also ask the MCP server for uncompressed answers: list answers must be readable to be
         // filtered (an encoded one is replaced by an error). Failing to remove it is harmless.
-        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, "accept-encoding");
+        if self.headers.has("accept-encoding") {
+            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, "accept-encoding");
+        }
         match hostcalls::remove_map_value(MapType::HttpRequestHeaders, "authorization") {
             Ok(()) => true,
             Err(status) => {
@@ -660,10 +688,13 @@ impl Http {
             return Action::Continue;
         };
         let config = Rc::clone(&vm_rc.borrow().config);
-        let authority = request_header(":authority")
-            .or_else(|| request_header("host"))
+        self.headers = Headers::read(MapType::HttpRequestHeaders);
+        let authority = self
+            .headers
+            .get(":authority")
+            .or_else(|| self.headers.get("host"))
             .unwrap_or_default();
-        let path = request_header(":path").unwrap_or_default();
+        let path = self.headers.get(":path").unwrap_or_default();
         let Some(route) = config
             .match_route(&authority, &path)
             .and_then(|matched| config.routes.iter().position(|r| std::ptr::eq(r, matched)))
@@ -674,26 +705,18 @@ impl Http {
         Metrics::bump(vm.metrics.requests);
         self.has_body = !end_of_stream;
 
-        let method = request_header(":method").unwrap_or_default();
-        if request::is_preflight(
-            &method,
-            request_header("access-control-request-method").is_some(),
-        ) {
+        let method = self.headers.get(":method").unwrap_or_default();
+        if request::is_preflight(&method, self.headers.has("access-control-request-method")) {
             drop(vm);
             return self.respond(&challenge::preflight());
         }
-        let request_id = request_header("x-request-id").unwrap_or_default();
+        let request_id = self.headers.get("x-request-id").unwrap_or_default();
         set_audit("mcpgate_request_id", &request_id);
         if let Some(route) = config.routes.get(route) {
             set_audit("mcpgate_route", &route.name);
         }
 
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-        let values: Vec<&[u8]> = headers
-            .iter()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-            .map(|(_, value)| value.as_slice())
-            .collect();
+        let values: Vec<&[u8]> = self.headers.all("authorization").collect();
         let token = match request::bearer_token(&values) {
             Ok(token) => token.to_owned(),
             Err(e) => {
@@ -783,9 +806,9 @@ impl Http {
         self.request = Some(RequestInfo {
             route: runtime,
             identity,
-            request_id: request_header("x-request-id").unwrap_or_default(),
-            protocol_version: request_header("mcp-protocol-version"),
-            http_method: request_header(":method").unwrap_or_default(),
+            request_id: self.headers.get("x-request-id").unwrap_or_default(),
+            protocol_version: self.headers.get("mcp-protocol-version"),
+            http_method: self.headers.get(":method").unwrap_or_default(),
         });
         true
     }
@@ -801,15 +824,14 @@ impl Http {
         }
         let limit = request.route.max_request_bytes;
         let mut body = BodyAccumulator::new(limit);
-        let checked = request_checks::check_content_type(request_header("content-type").as_deref())
+        let headers = &self.headers;
+        let checked = request_checks::check_content_type(headers.get("content-type").as_deref())
             .and_then(|()| {
-                request_checks::check_content_encoding(
-                    request_header("content-encoding").as_deref(),
-                )
+                request_checks::check_content_encoding(headers.get("content-encoding").as_deref())
             })
             .and_then(|()| {
                 request_checks::check_content_length(
-                    request_header("content-length").as_deref(),
+                    headers.get("content-length").as_deref(),
                     limit,
                 )
             })
@@ -1084,11 +1106,12 @@ impl HttpContext for Http {
         if end_of_stream || !matches!(self.state, State::Forwarded) {
             return Action::Continue;
         }
+        let headers = Headers::read(MapType::HttpResponseHeaders);
         self.plan = list.plan(
-            response_header("content-type").as_deref(),
-            response_header("content-encoding").as_deref(),
+            headers.get("content-type").as_deref(),
+            headers.get("content-encoding").as_deref(),
         );
-        if self.plan != Plan::PassThrough {
+        if self.plan != Plan::PassThrough && headers.has("content-length") {
             let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length");
         }
         if list.is_encoded() {

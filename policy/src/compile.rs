@@ -58,6 +58,21 @@ pub(crate) enum Node {
     Criterion(Criterion),
 }
 
+impl Block {
+    pub(crate) fn uses_arguments(&self) -> bool {
+        self.ops.iter().any(Operator::uses_arguments)
+    }
+}
+
+impl Operator {
+    fn uses_arguments(&self) -> bool {
+        self.items.iter().any(|node| match node {
+            Node::Op(op) => op.uses_arguments(),
+            Node::Criterion(c) => matches!(c.kind, CriterionKind::McpArgument(..)),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Criterion {
     pub(crate) path: Box<str>,

@@ -546,6 +546,16 @@ impl Policy {
         self.inner.allow.is_empty() && self.inner.deny.is_empty()
     }
 
+    /// True when some rule has an `mcp_argument` criterion: only then does [`Policy::evaluate`]
+    /// look at [`Request::arguments`], so callers may skip building them otherwise.
+    pub fn uses_arguments(&self) -> bool {
+        self.inner
+            .allow
+            .iter()
+            .chain(&self.inner.deny)
+            .any(compile::Block::uses_arguments)
+    }
+
     /// Decides one request.
     pub fn evaluate<'p>(&'p self, request: &Request<'_>) -> Decision<'p> {
         if request.target.is_none()

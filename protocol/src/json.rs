@@ -108,6 +108,29 @@ impl<'a> Value<'a> {
             .map(|m| &m.value)
     }
 
+    /// Checks that every number is one `serde_json` can represent: `Ok` exactly when
+    /// [`Value::to_serde_json`] would succeed, without building anything.
+    pub fn check_numbers(&self) -> Result<(), Error> {
+        match &self.kind {
+            ValueKind::Number(n) => {
+                // Without an exponent and with at most 300 characters the magnitude is below
+                // 1e300, well inside `f64`; anything else is parsed as `to_serde_json` does.
+                if n.len() <= 300 && !n.contains(['e', 'E']) {
+                    return Ok(());
+                }
+                serde_json::from_str::<serde_json::Number>(n)
+                    .map(drop)
+                    .map_err(|_| Error::InvalidJson {
+                        offset: 0,
+                        what: "number out of range",
+                    })
+            }
+            ValueKind::Array(items) => items.iter().try_for_each(Value::check_numbers),
+            ValueKind::Object(members) => members.iter().try_for_each(|m| m.value.check_numbers()),
+            ValueKind::Null | ValueKind::Bool(_) | ValueKind::String(_) => Ok(()),
+        }
+    }
+
     /// Converts to a `serde_json::Value` (for policy engines that work on it). Numbers that
     /// `serde_json` cannot represent (beyond `f64` range) are an error; integers beyond 64 bits
     /// become floats, as `serde_json` does.
