@@ -1,12 +1,15 @@
 //! mcpgate proxy-wasm HTTP filter.
 //!
-//! Verifies the MCP client's access token (a JWT from mcpgate's token service) locally on every
-//! request to a server route, answers 401 challenges and CORS preflights, strips the client's
-//! `Authorization` header and forwards the request; bodies and responses stream untouched.
+//! On every request to a server route it verifies the MCP client's access token (a JWT from
+//! mcpgate's token service) locally, answers 401 challenges and CORS preflights, strips the
+//! client's credentials, parses the MCP JSON-RPC body in full and decides it by the route's policy
+//! (fail closed), filters list answers (JSON and SSE, as they stream) and records the decision for
+//! the access log.
 //!
 //! The protocol logic lives in plain modules without host calls, unit-tested natively:
-//! [`jwks`], [`access_token`], [`token_cache`], [`challenge`], [`request`], [`refresh`].
-//! [`host`] is the thin proxy-wasm layer. Nothing here may panic: a panic traps the worker's VM.
+//! [`jwks`], [`access_token`], [`token_cache`], [`challenge`], [`request`], [`refresh`],
+//! [`decision`], [`audit`], [`list_response`]. [`host`] is the thin proxy-wasm layer. Nothing here
+//! may panic: a panic traps the worker's VM.
 #![cfg_attr(
     test,
     allow(
