@@ -23,6 +23,10 @@ echo "==> wasm module"
 ./wasm-build.sh
 
 echo "==> end-to-end tests (Envoy + filter + token service + MCP servers)"
-cargo build -p mcpgate-token-service
+# `cargo test --workspace` above already built the binary (the token service has integration
+# tests); a separate `cargo build -p` would resolve features differently and rebuild half the tree.
 export MCPGATE_TOKEN_SERVICE_BIN="$root/target/debug/mcpgate-token-service"
+if [ ! -x "$MCPGATE_TOKEN_SERVICE_BIN" ]; then
+  cargo build -p mcpgate-token-service
+fi
 (cd tests/e2e && npm test)
