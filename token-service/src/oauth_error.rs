@@ -75,14 +75,21 @@ impl From<anyhow::Error> for OAuthError {
     }
 }
 
+/// A JSON answer that carries credentials or is about them: never cached (RFC 6749 §5.1).
+pub fn no_store_json(status: StatusCode, body: impl serde::Serialize) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let body =
             serde_json::json!({ "error": self.error, "error_description": self.description });
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let mut response = no_store_json(self.status, body);
         let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if self.basic_challenge {
             headers.insert(
                 header::WWW_AUTHENTICATE,

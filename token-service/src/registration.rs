@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mcpgate_config::gateway::TokenEndpointAuthMethod;
 use serde_json::{json, Value};
@@ -75,16 +75,7 @@ pub async fn handler(State(state): State<SharedState>, headers: HeaderMap, body:
         Err(_) => return too_large(max).into_response(),
     };
     match register(&state.store, &bytes, now()).await {
-        Ok(body) => {
-            let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-                .headers_mut()
-                .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            response
-        }
+        Ok(body) => crate::oauth_error::no_store_json(StatusCode::CREATED, body),
         Err(e) => e.into_response(),
     }
 }

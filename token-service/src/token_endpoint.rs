@@ -3,7 +3,7 @@
 //! (rotation; reuse revokes the family).
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mcpgate_config::gateway::canonical_resource;
 use serde::Serialize;
@@ -359,16 +359,7 @@ pub async fn handler(
     body: String,
 ) -> Response {
     match token(&state, &headers, &body).await {
-        Ok(body) => {
-            let mut response = axum::Json(body).into_response();
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-                .headers_mut()
-                .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            response
-        }
+        Ok(body) => crate::oauth_error::no_store_json(StatusCode::OK, body),
         Err(e) => e.into_response(),
     }
 }
