@@ -92,7 +92,9 @@ struct Vm {
     refresher: Refresher,
     metrics: Metrics,
     /// Counters defined on first use (per method and decision, per rejection reason).
-    named_metrics: HashMap<String, Option<u32>>,
+    /// Labelled counters, defined on first use. Keyed by the static label parts so the hot path
+    /// formats no metric name after the first request of each kind.
+    named_metrics: HashMap<(&'static str, &'static str, &'static str), Option<u32>>,
     /// Compiled per-route settings, in the order of `config.routes`.
     routes: Vec<Rc<RouteRuntime>>,
     /// Failed refreshes in a row (for log throttling).
@@ -153,16 +155,20 @@ impl Vm {
         })
     }
 
-    /// Bumps the counter `name`, defining it on first use (ids are cached per VM).
-    fn bump_named(&mut self, name: &str) {
-        let id = match self.named_metrics.get(name) {
-            Some(id) => *id,
-            None => {
-                let id = hostcalls::define_metric(MetricType::Counter, name).ok();
-                self.named_metrics.insert(name.to_owned(), id);
-                id
-            }
-        };
+    /// Bumps the counter `family.label1[.label2]`, defining it on first use (ids are cached per
+    /// VM).
+    fn bump_labelled(&mut self, family: &'static str, label1: &'static str, label2: &'static str) {
+        let id = *self
+            .named_metrics
+            .entry((family, label1, label2))
+            .or_insert_with(|| {
+                let name = if label2.is_empty() {
+                    format!("{family}.{label1}")
+                } else {
+                    format!("{family}.{label1}.{label2}")
+                };
+                hostcalls::define_metric(MetricType::Counter, &name).ok()
+            });
         Metrics::bump(id);
     }
 
@@ -865,13 +871,13 @@ impl Http {
         set_audit("mcpgate_reason", &outcome.audit.reason);
         if let Some(vm) = &self.vm {
             let mut vm = vm.borrow_mut();
-            vm.bump_named(&format!(
-                "mcpgate_mcp_requests_total.{}.{}",
+            vm.bump_labelled(
+                "mcpgate_mcp_requests_total",
                 outcome.metric_method,
-                outcome.verdict.as_str()
-            ));
+                outcome.verdict.as_str(),
+            );
             if let Some(reason) = outcome.reject_reason {
-                vm.bump_named(&format!("mcpgate_mcp_rejected_total.{reason}"));
+                vm.bump_labelled("mcpgate_mcp_rejected_total", reason, "");
             }
         }
         match &outcome.response {
