@@ -18,21 +18,27 @@ fn identity() -> Identity {
     }
 }
 
-/// The list requests of a forwarded body, as the decision module records them.
-fn requests(body: &str) -> ListRequests {
+/// Runs `f` with a decision context for the test policy and identity.
+fn with_context<R>(protocol_version: &str, f: impl FnOnce(&DecisionContext<'_>) -> R) -> R {
     let policy = policy();
     let identity = identity();
     let redaction = Redaction::default();
-    let ctx = DecisionContext {
+    f(&DecisionContext {
         policy: &policy,
         identity: &identity,
         request_id: "r",
-        protocol_version: Some("2025-03-26"),
+        protocol_version: Some(protocol_version),
         redaction: &redaction,
-    };
-    decide_body(&ctx, jsonrpc::parse(body.as_bytes(), &Limits::default()))
-        .lists
-        .unwrap()
+    })
+}
+
+/// The list requests of a forwarded body, as the decision module records them.
+fn requests(body: &str) -> ListRequests {
+    with_context("2025-03-26", |ctx| {
+        decide_body(ctx, jsonrpc::parse(body.as_bytes(), &Limits::default()))
+            .lists
+            .unwrap()
+    })
 }
 
 fn tools_list() -> ListResponse {
@@ -186,23 +192,15 @@ fn resource_templates_use_resources_read() {
 
 #[test]
 fn list_replayed_on_a_get_stream_is_filtered() {
-    let policy = policy();
-    let identity = identity();
-    let redaction = Redaction::default();
-    let ctx = DecisionContext {
-        policy: &policy,
-        identity: &identity,
-        request_id: "r",
-        protocol_version: Some("2025-06-18"),
-        redaction: &redaction,
-    };
-    let requests = crate::decision::decide_without_body(&ctx, "GET")
-        .lists
-        .unwrap();
+    let requests = with_context("2025-06-18", |ctx| {
+        crate::decision::decide_without_body(ctx, "GET")
+            .lists
+            .unwrap()
+    });
     let mut list = ListResponse::new(requests);
     assert_eq!(list.plan(Some("text/event-stream"), None), Plan::Stream);
     let stream = format!("id: 9\nevent: message\ndata: {LIST}\n\n");
-    let out = list.push_sse(stream.as_bytes(), &policy, &identity);
+    let out = list.push_sse(stream.as_bytes(), &policy(), &identity());
     let out = String::from_utf8(out).unwrap();
     let data = out.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
     assert_eq!(names(data), vec!["echo".to_string()]);
