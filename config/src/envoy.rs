@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use serde_json::{json, Value};
 
 use crate::filter::MAX_LIST_RESPONSE_BYTES;
-use crate::gateway::{ServerRoute, Upstream, TOKEN_SERVICE_CLUSTER};
+use crate::gateway::{
+    ServerRoute, Upstream, TOKEN_SERVICE_CLUSTER, TOKEN_SERVICE_INTERNAL_CLUSTER,
+};
 use crate::{paths, ConfigError, GatewayConfig};
 
 /// Envoy cluster name of a server route's upstream; its `upstream_rq_total` stat counts what
@@ -33,13 +35,32 @@ fn bootstrap(config: &GatewayConfig) -> Result<Value, ConfigError> {
     let wasm = std::path::absolute(&config.envoy.wasm_module)
         .map_err(|e| ConfigError::new("envoy.wasm_module", e.to_string()))?;
 
-    // Hosts in first-seen order; the issuer's host always has a virtual host of its own.
-    let mut hosts: BTreeMap<String, Vec<&ServerRoute>> = BTreeMap::new();
+    let client_routes = config.client_routes()?;
+    // Every host's routes (server and client), plus the issuer's host.
+    let mut hosts: BTreeMap<String, Vec<Proxied>> = BTreeMap::new();
     for route in &routes {
         hosts
             .entry(route.authority.clone())
             .or_default()
-            .push(route);
+            .push(Proxied {
+                port: route.port,
+                prefix: &route.path_prefix,
+                upstream: &route.upstream,
+                cluster: route_cluster_name(route),
+                gateway_paths_below: true,
+            });
+    }
+    for route in &client_routes {
+        hosts
+            .entry(route.authority.clone())
+            .or_default()
+            .push(Proxied {
+                port: route.port,
+                prefix: &route.path_prefix,
+                upstream: &route.upstream,
+                cluster: client_route_cluster_name(route.index),
+                gateway_paths_below: false,
+            });
     }
     let issuer_authority = config
         .authorization_server
@@ -52,36 +73,32 @@ fn bootstrap(config: &GatewayConfig) -> Result<Value, ConfigError> {
     let mut virtual_hosts: Vec<Value> = hosts
         .iter()
         .enumerate()
-        .map(|(i, (authority, routes))| {
+        .map(|(i, (authority, proxied))| {
             let mut host_routes = reserved_routes();
-            let mut sorted = routes.clone();
+            let mut sorted: Vec<&Proxied> = proxied.iter().collect();
             // Longest prefix first, as the filter matches.
-            sorted.sort_by_key(|r| std::cmp::Reverse(r.path_prefix.len()));
+            sorted.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
             for route in sorted {
-                host_routes.extend(server_route_entries(route));
+                if route.gateway_paths_below && !route.prefix.is_empty() {
+                    // `<prefix>/.mcpgate/mcp/connect` is the token service's, path unchanged.
+                    host_routes.push(json!({
+                        "match": {"path_separated_prefix": format!("{}{}", route.prefix, paths::GATEWAY_PREFIX)},
+                        "route": {"cluster": TOKEN_SERVICE_CLUSTER, "timeout": "30s"},
+                    }));
+                }
+                host_routes.extend(route_entries(route.prefix, route.upstream, &route.cluster));
             }
             json!({
                 "name": format!("host_{i}"),
-                "domains": domains(authority, routes.first().copied()),
+                "domains": domains(authority, proxied.first().map(|r| r.port)),
                 "routes": host_routes,
             })
         })
         .collect();
     virtual_hosts.push(json!({"name": "any_host", "domains": ["*"], "routes": reserved_routes()}));
 
-    let token_service = config.token_service_address();
-    let (ts_host, ts_port) = token_service
-        .rsplit_once(':')
-        .unwrap_or((token_service.as_str(), "80"));
-    let token_service = Upstream {
-        scheme: "http".into(),
-        host: ts_host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port: ts_port.parse().unwrap_or(80),
-        path: String::new(),
-    };
+    let token_service = http_upstream(&config.token_service_address());
+    let internal = http_upstream(&config.internal_service_address());
     // The filter holds whole request bodies and JSON list answers while it decides; Envoy's
     // default 1 MiB connection buffer would reset those streams before the filter's own limits
     // (which answer with a clear error) are reached.
@@ -92,14 +109,20 @@ fn bootstrap(config: &GatewayConfig) -> Result<Value, ConfigError> {
         .max()
         .unwrap_or(MAX_LIST_RESPONSE_BYTES)
         .saturating_add(1 << 20);
-    let mut clusters = vec![upstream_cluster(
-        TOKEN_SERVICE_CLUSTER,
-        &token_service,
-        buffer_limit,
-    )];
+    let mut clusters = vec![
+        upstream_cluster(TOKEN_SERVICE_CLUSTER, &token_service, buffer_limit),
+        upstream_cluster(TOKEN_SERVICE_INTERNAL_CLUSTER, &internal, buffer_limit),
+    ];
     for route in &routes {
         clusters.push(upstream_cluster(
             &route_cluster_name(route),
+            &route.upstream,
+            buffer_limit,
+        ));
+    }
+    for route in &client_routes {
+        clusters.push(upstream_cluster(
+            &client_route_cluster_name(route.index),
             &route.upstream,
             buffer_limit,
         ));
@@ -140,6 +163,9 @@ fn bootstrap(config: &GatewayConfig) -> Result<Value, ConfigError> {
                                             "vm_id": "mcpgate",
                                             "runtime": "envoy.wasm.runtime.v8",
                                             "code": {"local": {"filename": wasm.display().to_string()}},
+                                            // The internal API secret reaches the VM from Envoy's
+                                            // environment, so the bootstrap holds no secret.
+                                            "environment_variables": {"host_env_keys": [paths::INTERNAL_SECRET_ENV]},
                                         },
                                         // A trapped VM is replaced instead of failing open or closed forever.
                                         "failure_policy": "FAIL_RELOAD",
@@ -162,12 +188,41 @@ fn bootstrap(config: &GatewayConfig) -> Result<Value, ConfigError> {
     }))
 }
 
-fn domains(authority: &str, route: Option<&ServerRoute>) -> Vec<String> {
+/// A route Envoy proxies (server or client), as the virtual host needs it.
+struct Proxied<'a> {
+    port: u16,
+    prefix: &'a str,
+    upstream: &'a Upstream,
+    cluster: String,
+    /// Server routes: `<prefix>/.mcpgate/…` belongs to the token service.
+    gateway_paths_below: bool,
+}
+
+/// Envoy cluster name of a client route's app.
+pub fn client_route_cluster_name(index: usize) -> String {
+    format!("client_route_{index}")
+}
+
+/// A plain-http upstream from `host:port` (the token service's listeners).
+fn http_upstream(address: &str) -> Upstream {
+    let (host, port) = address.rsplit_once(':').unwrap_or((address, "80"));
+    Upstream {
+        scheme: "http".into(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port: port.parse().unwrap_or(80),
+        path: String::new(),
+    }
+}
+
+fn domains(authority: &str, port: Option<u16>) -> Vec<String> {
     let mut domains = vec![authority.to_string()];
-    if let Some(r) = route {
+    if let Some(port) = port {
         // Clients may send the default port explicitly.
         if !authority.contains(':') || authority.ends_with(']') {
-            domains.push(format!("{authority}:{}", r.port));
+            domains.push(format!("{authority}:{port}"));
         }
     }
     domains
@@ -185,24 +240,22 @@ fn reserved_routes() -> Vec<Value> {
         .collect()
 }
 
-/// Envoy routes for one server route: the public path prefix is replaced by the upstream path.
+/// Envoy routes for one proxied route: the public path prefix is replaced by the upstream path.
 /// Streams (SSE) get no route or idle timeout.
-fn server_route_entries(route: &ServerRoute) -> Vec<Value> {
-    let cluster = route_cluster_name(route);
+fn route_entries(prefix: &str, upstream_url: &Upstream, cluster: &str) -> Vec<Value> {
     let action = |rewrite: Value| {
         let mut action = json!({
             "cluster": cluster,
             "timeout": "0s",
             "idle_timeout": "0s",
-            "host_rewrite_literal": upstream_authority(&route.upstream),
+            "host_rewrite_literal": upstream_authority(upstream_url),
         });
         if let (Some(obj), Value::Object(extra)) = (action.as_object_mut(), rewrite) {
             obj.extend(extra);
         }
         action
     };
-    let prefix = route.path_prefix.as_str();
-    let upstream = route.upstream.path.as_str();
+    let upstream = upstream_url.path.as_str();
     match (prefix.is_empty(), upstream.is_empty()) {
         (false, false) => vec![json!({
             "match": {"path_separated_prefix": prefix},
@@ -335,6 +388,9 @@ routes:
   - from: https://other.example
     to: https://mcp.internal:8443/mcp
     mcp: {server: {}}
+  - from: http://localhost:18080/app
+    to: http://127.0.0.1:3005
+    mcp: {client: {}}
 "#;
 
     fn rendered() -> Value {
@@ -365,13 +421,27 @@ routes:
             .clone();
         assert_eq!(routes[0]["match"]["path_separated_prefix"], "/.well-known");
         assert_eq!(routes[1]["match"]["path_separated_prefix"], "/.mcpgate");
-        assert_eq!(routes[2]["match"]["path_separated_prefix"], "/everything");
-        assert_eq!(routes[2]["route"]["prefix_rewrite"], "/mcp");
-        assert_eq!(routes[2]["route"]["timeout"], "0s");
+        // The connect path under a server route goes to the token service, unrewritten.
         assert_eq!(
-            routes[3]["route"]["regex_rewrite"]["pattern"]["regex"],
+            routes[2]["match"]["path_separated_prefix"],
+            "/everything/.mcpgate"
+        );
+        assert_eq!(routes[2]["route"]["cluster"], TOKEN_SERVICE_CLUSTER);
+        assert_eq!(routes[3]["match"]["path_separated_prefix"], "/everything");
+        assert_eq!(routes[3]["route"]["prefix_rewrite"], "/mcp");
+        assert_eq!(routes[3]["route"]["timeout"], "0s");
+        assert_eq!(
+            routes[4]["match"]["path_separated_prefix"],
+            "/bare/.mcpgate"
+        );
+        assert_eq!(
+            routes[5]["route"]["regex_rewrite"]["pattern"]["regex"],
             "^/bare/?"
         );
+        // The client route, with its own cluster and no token-service path below it.
+        assert_eq!(routes[6]["match"]["path_separated_prefix"], "/app");
+        assert_eq!(routes[6]["route"]["cluster"], "client_route_3");
+        assert_eq!(routes.len(), 7);
     }
 
     #[test]
@@ -417,5 +487,27 @@ routes:
         let filter = crate::FilterConfig::from_json(json.as_bytes()).expect("valid projection");
         assert_eq!(filter.routes.len(), 3);
         assert_eq!(filter.token_service_cluster, TOKEN_SERVICE_CLUSTER);
+        assert_eq!(filter.internal_cluster, TOKEN_SERVICE_INTERNAL_CLUSTER);
+        assert_eq!(filter.internal_authority, "127.0.0.1:18082");
+        assert_eq!(filter.client_routes.len(), 1);
+        assert_eq!(
+            filter.sign_in_url,
+            "http://localhost:18080/.mcpgate/sign_in"
+        );
+        assert_eq!(
+            wasm["vm_config"]["environment_variables"]["host_env_keys"][0],
+            paths::INTERNAL_SECRET_ENV
+        );
+        let clusters = b["static_resources"]["clusters"]
+            .as_array()
+            .expect("clusters");
+        assert!(clusters
+            .iter()
+            .any(|c| c["name"] == TOKEN_SERVICE_INTERNAL_CLUSTER));
+        // No route of the public listener reaches the internal cluster.
+        let listener_json = b["static_resources"]["listeners"].to_string();
+        assert!(
+            !listener_json.contains(&format!("\"cluster\":\"{TOKEN_SERVICE_INTERNAL_CLUSTER}\""))
+        );
     }
 }

@@ -41,6 +41,35 @@ pub struct FilterConfig {
     pub leeway_seconds: u64,
     /// Server routes, in any order; the longest matching path prefix wins.
     pub routes: Vec<FilterRoute>,
+    /// Envoy cluster in front of the token service's internal API (credentials, sessions,
+    /// revocations). The shared secret is not here: it comes from the VM's environment.
+    #[serde(default)]
+    pub internal_cluster: String,
+    /// `:authority` sent on internal API call-outs.
+    #[serde(default)]
+    pub internal_authority: String,
+    /// How often the filter fetches the revocation list, in seconds.
+    #[serde(default = "default_revocations_refresh_seconds")]
+    pub revocations_refresh_seconds: u64,
+    /// Browser sign-in page for client routes (`return_to` is appended).
+    #[serde(default)]
+    pub sign_in_url: String,
+    /// Client routes: apps that get a TE for their signed-in user.
+    #[serde(default)]
+    pub client_routes: Vec<FilterClientRoute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterClientRoute {
+    pub name: String,
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing slash; empty for the whole host.
+    pub path_prefix: String,
+    /// Canonical URL (origin plus prefix), sent when asking for the user's TE.
+    pub url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +103,12 @@ pub struct FilterRoute {
     /// Audit records cut the serialized arguments at this many bytes.
     #[serde(default = "default_audit_max_argument_bytes")]
     pub audit_max_argument_bytes: usize,
+    /// The MCP server gets the user's upstream OAuth token instead of no `Authorization`.
+    #[serde(default)]
+    pub upstream_oauth: bool,
+    /// Where a browser (re)connects the upstream provider; told to clients that must reconnect.
+    #[serde(default)]
+    pub connect_url: String,
 }
 
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -83,6 +118,13 @@ pub const MAX_LIST_RESPONSE_BYTES: usize = 8 << 20;
 
 fn default_max_request_bytes() -> usize {
     DEFAULT_MAX_REQUEST_BYTES
+}
+
+/// Revocations poll: every 2 s keeps a revocation's effect well within 10 s.
+pub const DEFAULT_REVOCATIONS_REFRESH_SECONDS: u64 = 2;
+
+fn default_revocations_refresh_seconds() -> u64 {
+    DEFAULT_REVOCATIONS_REFRESH_SECONDS
 }
 
 fn default_audit_max_argument_bytes() -> usize {
@@ -118,6 +160,49 @@ impl FilterConfig {
                 "jwks_refresh_seconds",
                 "must be at least 1",
             ));
+        }
+        if self.revocations_refresh_seconds == 0 {
+            return Err(ConfigError::new(
+                "revocations_refresh_seconds",
+                "must be at least 1",
+            ));
+        }
+        let needs_internal =
+            !self.client_routes.is_empty() || self.routes.iter().any(|r| r.upstream_oauth);
+        if needs_internal && self.internal_cluster.is_empty() {
+            return Err(ConfigError::new(
+                "internal_cluster",
+                "is required with client routes or upstream_oauth routes",
+            ));
+        }
+        if !self.client_routes.is_empty() && self.sign_in_url.is_empty() {
+            return Err(ConfigError::new(
+                "sign_in_url",
+                "is required with client routes",
+            ));
+        }
+        for (i, route) in self.client_routes.iter().enumerate() {
+            let field = |f: &str| format!("client_routes[{i}].{f}");
+            if route.scheme != "http" && route.scheme != "https" {
+                return Err(ConfigError::new(field("scheme"), "must be http or https"));
+            }
+            if route.host.is_empty() || route.host != route.host.to_ascii_lowercase() {
+                return Err(ConfigError::new(
+                    field("host"),
+                    "must be a non-empty lower-case host name",
+                ));
+            }
+            if !route.path_prefix.is_empty()
+                && (!route.path_prefix.starts_with('/') || route.path_prefix.ends_with('/'))
+            {
+                return Err(ConfigError::new(
+                    field("path_prefix"),
+                    "must be empty or start with '/' and not end with '/'",
+                ));
+            }
+            if route.url.is_empty() {
+                return Err(ConfigError::new(field("url"), "must not be empty"));
+            }
         }
         for (i, route) in self.routes.iter().enumerate() {
             let field = |f: &str| format!("routes[{i}].{f}");
@@ -162,6 +247,26 @@ impl FilterConfig {
         }
         let (host, port) = split_authority(authority);
         self.routes
+            .iter()
+            .filter(|r| {
+                r.host.eq_ignore_ascii_case(host)
+                    && port.unwrap_or(default_port(&r.scheme)) == r.port
+                    && paths::path_has_prefix(path, &r.path_prefix)
+            })
+            .max_by_key(|r| r.path_prefix.len())
+            // `<prefix>/.mcpgate/…` (connect) belongs to the token service.
+            .filter(|r| !paths::is_gateway_path_under(path, &r.path_prefix))
+    }
+
+    /// The client route a request belongs to, if any; a server route under the same prefix
+    /// takes precedence (the caller asks `match_route` first).
+    pub fn match_client_route(&self, authority: &str, path: &str) -> Option<&FilterClientRoute> {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        if paths::is_reserved(path) {
+            return None;
+        }
+        let (host, port) = split_authority(authority);
+        self.client_routes
             .iter()
             .filter(|r| {
                 r.host.eq_ignore_ascii_case(host)
@@ -230,6 +335,8 @@ mod tests {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             audit_redact: vec![],
             audit_max_argument_bytes: DEFAULT_AUDIT_MAX_ARGUMENT_BYTES,
+            upstream_oauth: false,
+            connect_url: String::new(),
         }
     }
 
@@ -242,7 +349,43 @@ mod tests {
             jwks_refresh_seconds: 60,
             leeway_seconds: 5,
             routes,
+            internal_cluster: String::new(),
+            internal_authority: String::new(),
+            revocations_refresh_seconds: DEFAULT_REVOCATIONS_REFRESH_SECONDS,
+            sign_in_url: String::new(),
+            client_routes: vec![],
         }
+    }
+
+    #[test]
+    fn gateway_paths_under_a_route_and_client_routes() {
+        let mut c = config(vec![route("a", "localhost", 18080, "/a")]);
+        c.client_routes.push(FilterClientRoute {
+            name: "app".into(),
+            scheme: "http".into(),
+            host: "localhost".into(),
+            port: 18080,
+            path_prefix: "/app".into(),
+            url: "http://localhost:18080/app".into(),
+        });
+        assert!(c.match_route("localhost:18080", "/a/mcp").is_some());
+        assert!(c
+            .match_route("localhost:18080", "/a/.mcpgate/mcp/connect?x")
+            .is_none());
+        assert!(c.match_route("localhost:18080", "/a/.mcpgatex").is_some());
+        assert_eq!(
+            c.match_client_route("localhost:18080", "/app/page?q")
+                .map(|r| r.name.as_str()),
+            Some("app")
+        );
+        assert!(c.match_client_route("localhost:18080", "/apple").is_none());
+        assert!(c
+            .match_client_route("localhost:18080", "/.mcpgate/mcp/routes")
+            .is_none());
+        assert_eq!(
+            c.validate().map_err(|e| e.field),
+            Err("internal_cluster".into())
+        );
     }
 
     #[test]

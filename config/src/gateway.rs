@@ -1,7 +1,7 @@
 //! The gateway file operators write (YAML). Routes follow the shape of Pomerium's MCP docs:
 //! `from`, `to`, `name`, `mcp: {server: {}}`, `policy`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,11 +9,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::filter::{default_port, FilterConfig, FilterRoute, SigningAlgorithm};
+use crate::filter::{default_port, FilterClientRoute, FilterConfig, FilterRoute, SigningAlgorithm};
 use crate::{paths, ConfigError};
 
 /// Name of the Envoy cluster in front of the token service; the filter makes its call-outs to it.
 pub const TOKEN_SERVICE_CLUSTER: &str = "mcpgate_token_service";
+/// Envoy cluster in front of the token service's internal listener. No route of the public
+/// listener points at it: only the filter's call-outs reach it.
+pub const TOKEN_SERVICE_INTERNAL_CLUSTER: &str = "mcpgate_token_service_internal";
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +166,13 @@ pub struct TokenService {
     pub database_url: String,
     /// Built-in user directory (YAML with argon2id hashes); see `mcpgate-token-service user add`.
     pub users_file: PathBuf,
+    /// The internal API (only the filter calls it). Default: `listen` with the port plus one.
+    #[serde(default)]
+    pub internal_listen: Option<SocketAddr>,
+    /// 32-byte key (base64) that encrypts stored upstream tokens; created on first start.
+    /// Required when a route has `upstream_oauth2`.
+    #[serde(default)]
+    pub upstream_token_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -221,8 +231,67 @@ pub struct Mcp {
     #[serde(default)]
     pub server: Option<McpServer>,
     #[serde(default)]
-    pub client: Option<serde_json::Value>,
+    pub client: Option<McpClient>,
 }
+
+/// A client route: an app that acts as an MCP client for its signed-in user. No settings yet;
+/// `{}` marks the route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpClient {}
+
+/// The upstream OAuth 2.0 provider whose token (TI) the route's MCP server needs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamOAuth2 {
+    pub client_id: String,
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<String>,
+    /// Read into `client_secret` at load, so the secret need not sit in the gateway file.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The provider's endpoints. Absent: discovered from the MCP server's own protected-resource
+    /// and authorization-server metadata (RFC 9728, RFC 8414).
+    #[serde(default)]
+    pub endpoint: Option<OAuth2Endpoint>,
+    /// Extra query parameters on the authorization URL (`prompt: consent`).
+    #[serde(default)]
+    pub authorization_url_params: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Endpoint {
+    pub auth_url: String,
+    pub token_url: String,
+    #[serde(default)]
+    pub auth_style: AuthStyle,
+}
+
+/// How the client credentials reach the provider's token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthStyle {
+    /// HTTP Basic (RFC 6749 section 2.3.1's preferred form).
+    #[default]
+    Header,
+    /// `client_id` and `client_secret` in the form body.
+    Params,
+}
+
+/// Authorization parameters the gateway sets itself; `authorization_url_params` may not.
+const RESERVED_AUTHORIZATION_PARAMS: [&str; 8] = [
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "state",
+    "scope",
+    "code_challenge",
+    "code_challenge_method",
+    "resource",
+];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -238,6 +307,9 @@ pub struct McpServer {
     pub max_request_bytes: usize,
     #[serde(default)]
     pub audit: AuditSettings,
+    /// The MCP server needs each user's token from this provider (swapped in by the filter).
+    #[serde(default)]
+    pub upstream_oauth2: Option<UpstreamOAuth2>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -281,6 +353,25 @@ pub struct ServerRoute {
     pub policy: Option<serde_json::Value>,
     pub max_request_bytes: usize,
     pub audit: AuditSettings,
+    pub upstream_oauth2: Option<UpstreamOAuth2>,
+    /// `<resource>/.mcpgate/mcp/connect`: where a browser connects the upstream provider.
+    pub connect_url: String,
+}
+
+/// A client route with its derived URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRoute {
+    pub index: usize,
+    pub name: String,
+    pub description: Option<String>,
+    pub scheme: String,
+    pub host: String,
+    pub port: u16,
+    pub authority: String,
+    pub path_prefix: String,
+    /// Canonical URL: origin plus path prefix.
+    pub url: String,
+    pub upstream: Upstream,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,6 +389,7 @@ impl GatewayConfig {
             .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
         let mut config = Self::from_yaml(&text)?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        config.read_secret_files()?;
         Ok(config)
     }
 
@@ -324,6 +416,20 @@ impl GatewayConfig {
         fix(&mut self.authorization_server.signing_key_file);
         fix(&mut self.token_service.users_file);
         fix(&mut self.envoy.wasm_module);
+        if let Some(p) = &mut self.token_service.upstream_token_key_file {
+            fix(p);
+        }
+        for route in &mut self.routes {
+            if let Some(p) = route
+                .mcp
+                .server
+                .as_mut()
+                .and_then(|s| s.upstream_oauth2.as_mut())
+                .and_then(|u| u.client_secret_file.as_mut())
+            {
+                fix(p);
+            }
+        }
         for p in &mut self
             .authorization_server
             .client_id_metadata_documents
@@ -336,6 +442,35 @@ impl GatewayConfig {
                 self.token_service.database_url = format!("sqlite://{}", base.join(rest).display());
             }
         }
+    }
+
+    /// Secrets kept in files are read once, at load; the error names the field, never the value.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        for (i, route) in self.routes.iter_mut().enumerate() {
+            let Some(up) = route
+                .mcp
+                .server
+                .as_mut()
+                .and_then(|s| s.upstream_oauth2.as_mut())
+            else {
+                continue;
+            };
+            if let Some(file) = &up.client_secret_file {
+                let field = format!("routes[{i}].mcp.server.upstream_oauth2.client_secret_file");
+                let secret = std::fs::read_to_string(file).map_err(|e| {
+                    ConfigError::new(&field, format!("cannot read {}: {e}", file.display()))
+                })?;
+                let secret = secret.trim();
+                if secret.is_empty() {
+                    return Err(ConfigError::new(
+                        field,
+                        format!("{} is empty", file.display()),
+                    ));
+                }
+                up.client_secret = Some(secret.to_string());
+            }
+        }
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -463,22 +598,32 @@ impl GatewayConfig {
             ));
         }
         let routes = self.server_routes()?;
+        let client_routes = self.client_routes()?;
         let mut seen = HashSet::new();
         let mut names = HashSet::new();
-        for r in &routes {
-            if !seen.insert((r.host.clone(), r.port, r.path_prefix.clone())) {
+        let all = routes
+            .iter()
+            .map(|r| (r.index, &r.host, r.port, &r.path_prefix, &r.name))
+            .chain(
+                client_routes
+                    .iter()
+                    .map(|r| (r.index, &r.host, r.port, &r.path_prefix, &r.name)),
+            );
+        for (index, host, port, prefix, name) in all {
+            if !seen.insert((host.clone(), port, prefix.clone())) {
                 return Err(ConfigError::new(
-                    format!("routes[{}].from", r.index),
+                    format!("routes[{index}].from"),
                     "another route already serves this host and path",
                 ));
             }
-            if !names.insert(r.name.clone()) {
+            if !names.insert(name.clone()) {
                 return Err(ConfigError::new(
-                    format!("routes[{}].name", r.index),
-                    format!("'{}' is used by another route", r.name),
+                    format!("routes[{index}].name"),
+                    format!("'{name}' is used by another route"),
                 ));
             }
         }
+        self.validate_delegation(&routes, &client_routes)?;
         for r in &routes {
             crate::filter::compile_policy(
                 r.policy.as_ref(),
@@ -503,6 +648,88 @@ impl GatewayConfig {
         Ok(())
     }
 
+    /// Client routes, upstream OAuth and the internal listener.
+    fn validate_delegation(
+        &self,
+        routes: &[ServerRoute],
+        client_routes: &[ClientRoute],
+    ) -> Result<(), ConfigError> {
+        let issuer = Url::parse(&self.authorization_server.issuer)
+            .ok()
+            .and_then(|u| origin_parts(&u).ok());
+        for r in client_routes {
+            // The session cookie is host-only, on the issuer's host; the filter reads it there.
+            let same_origin = issuer
+                .as_ref()
+                .is_some_and(|(s, h, p)| *s == r.scheme && *h == r.host && *p == r.port);
+            if !same_origin {
+                return Err(ConfigError::new(
+                    format!("routes[{}].from", r.index),
+                    "a client route must be on the issuer's scheme, host and port (the sign-in \
+                     cookie is host-only)",
+                ));
+            }
+        }
+        let mut needs_key = false;
+        for r in routes {
+            let Some(up) = &r.upstream_oauth2 else {
+                continue;
+            };
+            needs_key = true;
+            let field = |f: &str| format!("routes[{}].mcp.server.upstream_oauth2.{f}", r.index);
+            if up.client_id.trim().is_empty() {
+                return Err(ConfigError::new(field("client_id"), "must not be empty"));
+            }
+            if up.client_secret.is_some() && up.client_secret_file.is_some() {
+                return Err(ConfigError::new(
+                    field("client_secret_file"),
+                    "set client_secret or client_secret_file, not both",
+                ));
+            }
+            if up.client_secret.as_deref().is_some_and(str::is_empty) {
+                return Err(ConfigError::new(
+                    field("client_secret"),
+                    "must not be empty",
+                ));
+            }
+            for (j, scope) in up.scopes.iter().enumerate() {
+                if !is_scope_token(scope) {
+                    return Err(ConfigError::new(
+                        field(&format!("scopes[{j}]")),
+                        "must be a non-empty scope token (printable ASCII, no quotes or backslashes)",
+                    ));
+                }
+            }
+            if let Some(endpoint) = &up.endpoint {
+                validate_provider_url(&endpoint.auth_url)
+                    .map_err(|reason| ConfigError::new(field("endpoint.auth_url"), reason))?;
+                validate_provider_url(&endpoint.token_url)
+                    .map_err(|reason| ConfigError::new(field("endpoint.token_url"), reason))?;
+            }
+            for key in up.authorization_url_params.keys() {
+                if RESERVED_AUTHORIZATION_PARAMS.contains(&key.as_str()) {
+                    return Err(ConfigError::new(
+                        field(&format!("authorization_url_params.{key}")),
+                        "is set by the gateway itself",
+                    ));
+                }
+            }
+        }
+        if needs_key && self.token_service.upstream_token_key_file.is_none() {
+            return Err(ConfigError::new(
+                "token_service.upstream_token_key_file",
+                "is required when a route has upstream_oauth2 (upstream tokens are stored encrypted)",
+            ));
+        }
+        if self.internal_listen() == self.token_service.listen {
+            return Err(ConfigError::new(
+                "token_service.internal_listen",
+                "must differ from token_service.listen (the internal API has its own listener)",
+            ));
+        }
+        Ok(())
+    }
+
     /// Every server route with its derived URLs. Errors name the route's field.
     pub fn server_routes(&self) -> Result<Vec<ServerRoute>, ConfigError> {
         let mut out = Vec::new();
@@ -510,12 +737,7 @@ impl GatewayConfig {
             let field = |f: &str| format!("routes[{i}].{f}");
             let server = match (&route.mcp.server, &route.mcp.client) {
                 (Some(server), None) => server,
-                (None, Some(_)) => {
-                    return Err(ConfigError::new(
-                        field("mcp.client"),
-                        "client routes are not supported by this version yet",
-                    ))
-                }
+                (None, Some(_)) => continue,
                 _ => {
                     return Err(ConfigError::new(
                         field("mcp"),
@@ -523,102 +745,75 @@ impl GatewayConfig {
                     ))
                 }
             };
-            let from = Url::parse(&route.from)
-                .map_err(|e| ConfigError::new(field("from"), e.to_string()))?;
-            let (scheme, host, port) =
-                origin_parts(&from).map_err(|r| ConfigError::new(field("from"), r))?;
-            if from.query().is_some() || from.fragment().is_some() {
-                return Err(ConfigError::new(
-                    field("from"),
-                    "must not have a query or fragment",
-                ));
-            }
-            if !from.username().is_empty() || from.password().is_some() {
-                return Err(ConfigError::new(
-                    field("from"),
-                    "must not carry user information",
-                ));
-            }
-            let path_prefix = from.path().trim_end_matches('/').to_string();
-            if paths::is_reserved(&path_prefix) && !path_prefix.is_empty() {
-                return Err(ConfigError::new(
-                    field("from"),
-                    "path is reserved for the gateway (/.well-known, /.mcpgate)",
-                ));
-            }
-            if path_prefix.contains("//") || path_prefix.split('/').any(|s| s == "." || s == "..") {
-                return Err(ConfigError::new(field("from"), "path must be normalized"));
-            }
-            let to =
-                Url::parse(&route.to).map_err(|e| ConfigError::new(field("to"), e.to_string()))?;
-            let (up_scheme, up_host, up_port) =
-                origin_parts(&to).map_err(|r| ConfigError::new(field("to"), r))?;
-            if to.query().is_some() || to.fragment().is_some() {
-                return Err(ConfigError::new(
-                    field("to"),
-                    "must not have a query or fragment",
-                ));
-            }
-            let authority = if port == default_port(&scheme) {
-                host.clone()
-            } else {
-                format!("{host}:{port}")
-            };
-            let origin = format!("{scheme}://{authority}");
-            let name = match &route.name {
-                Some(n) if n.trim().is_empty() => {
-                    return Err(ConfigError::new(field("name"), "must not be blank"))
-                }
-                Some(n) => n.clone(),
-                None => {
-                    let tail = path_prefix.trim_start_matches('/');
-                    if tail.is_empty() {
-                        authority.clone()
-                    } else {
-                        format!("{authority}/{tail}")
-                    }
-                }
-            };
+            let parts = RouteParts::parse(i, route)?;
             for (j, scope) in server.scopes.iter().enumerate() {
-                if scope.is_empty()
-                    || !scope
-                        .chars()
-                        .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
-                {
+                if !is_scope_token(scope) {
                     return Err(ConfigError::new(
                         field(&format!("mcp.server.scopes[{j}]")),
                         "must be a non-empty scope token (printable ASCII, no quotes or backslashes)",
                     ));
                 }
             }
+            let resource = format!("{}{}", parts.origin, parts.path_prefix);
             out.push(ServerRoute {
                 index: i,
-                name,
                 description: route.description.clone(),
-                resource: format!("{origin}{path_prefix}"),
                 resource_metadata_url: format!(
-                    "{origin}{}{path_prefix}",
-                    paths::PROTECTED_RESOURCE_METADATA
+                    "{}{}{}",
+                    parts.origin,
+                    paths::PROTECTED_RESOURCE_METADATA,
+                    parts.path_prefix
                 ),
-                scheme,
-                host,
-                port,
-                authority,
-                path_prefix,
-                upstream: Upstream {
-                    scheme: up_scheme,
-                    host: up_host,
-                    port: up_port,
-                    path: to.path().trim_end_matches('/').to_string(),
-                },
+                connect_url: format!("{resource}{}", paths::MCP_CONNECT_SUFFIX),
+                resource,
+                name: parts.name,
+                scheme: parts.scheme,
+                host: parts.host,
+                port: parts.port,
+                authority: parts.authority,
+                path_prefix: parts.path_prefix,
+                upstream: parts.upstream,
                 scopes: server.scopes.clone(),
                 default_resource: server.default_resource,
                 policy: route.policy.clone(),
                 max_request_bytes: server.max_request_bytes,
                 audit: server.audit.clone(),
+                upstream_oauth2: server.upstream_oauth2.clone(),
             });
         }
         Ok(out)
+    }
+
+    /// Every client route (`mcp: {client: {}}`) with its derived URLs.
+    pub fn client_routes(&self) -> Result<Vec<ClientRoute>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, route) in self.routes.iter().enumerate() {
+            if route.mcp.server.is_some() || route.mcp.client.is_none() {
+                continue;
+            }
+            let parts = RouteParts::parse(i, route)?;
+            out.push(ClientRoute {
+                index: i,
+                description: route.description.clone(),
+                url: format!("{}{}", parts.origin, parts.path_prefix),
+                name: parts.name,
+                scheme: parts.scheme,
+                host: parts.host,
+                port: parts.port,
+                authority: parts.authority,
+                path_prefix: parts.path_prefix,
+                upstream: parts.upstream,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Where the token service serves the internal API.
+    pub fn internal_listen(&self) -> SocketAddr {
+        self.token_service.internal_listen.unwrap_or_else(|| {
+            let listen = self.token_service.listen;
+            SocketAddr::new(listen.ip(), listen.port().wrapping_add(1))
+        })
     }
 
     /// Where Envoy reaches the token service (`host:port`).
@@ -627,6 +822,19 @@ impl GatewayConfig {
             .token_service_address
             .clone()
             .unwrap_or_else(|| self.token_service.listen.to_string())
+    }
+
+    /// Where Envoy reaches the token service's internal listener (`host:port`): the internal
+    /// port on the host of `envoy.token_service_address` when that is set.
+    pub fn internal_service_address(&self) -> String {
+        let port = self.internal_listen().port();
+        match &self.envoy.token_service_address {
+            Some(addr) => match addr.rsplit_once(':') {
+                Some((host, _)) => format!("{host}:{port}"),
+                None => format!("{addr}:{port}"),
+            },
+            None => self.internal_listen().to_string(),
+        }
     }
 
     /// The projection handed to the filter.
@@ -647,6 +855,20 @@ impl GatewayConfig {
                 max_request_bytes: r.max_request_bytes,
                 audit_redact: r.audit.redact,
                 audit_max_argument_bytes: r.audit.max_argument_bytes,
+                upstream_oauth: r.upstream_oauth2.is_some(),
+                connect_url: r.connect_url,
+            })
+            .collect();
+        let client_routes = self
+            .client_routes()?
+            .into_iter()
+            .map(|r| FilterClientRoute {
+                name: r.name,
+                scheme: r.scheme,
+                host: r.host,
+                port: r.port,
+                path_prefix: r.path_prefix,
+                url: r.url,
             })
             .collect();
         Ok(FilterConfig {
@@ -657,8 +879,115 @@ impl GatewayConfig {
             jwks_refresh_seconds: self.envoy.jwks_refresh.as_secs().max(1),
             leeway_seconds: self.authorization_server.leeway.as_secs(),
             routes,
+            internal_cluster: TOKEN_SERVICE_INTERNAL_CLUSTER.to_string(),
+            internal_authority: self.internal_service_address(),
+            revocations_refresh_seconds: crate::filter::DEFAULT_REVOCATIONS_REFRESH_SECONDS,
+            sign_in_url: format!("{}{}", self.authorization_server.issuer, paths::SIGN_IN),
+            client_routes,
         })
     }
+}
+
+/// What every route derives from its `from`, `to` and `name`.
+struct RouteParts {
+    name: String,
+    scheme: String,
+    host: String,
+    port: u16,
+    authority: String,
+    origin: String,
+    path_prefix: String,
+    upstream: Upstream,
+}
+
+impl RouteParts {
+    fn parse(i: usize, route: &Route) -> Result<Self, ConfigError> {
+        let field = |f: &str| format!("routes[{i}].{f}");
+        let from =
+            Url::parse(&route.from).map_err(|e| ConfigError::new(field("from"), e.to_string()))?;
+        let (scheme, host, port) =
+            origin_parts(&from).map_err(|r| ConfigError::new(field("from"), r))?;
+        if from.query().is_some() || from.fragment().is_some() {
+            return Err(ConfigError::new(
+                field("from"),
+                "must not have a query or fragment",
+            ));
+        }
+        if !from.username().is_empty() || from.password().is_some() {
+            return Err(ConfigError::new(
+                field("from"),
+                "must not carry user information",
+            ));
+        }
+        let path_prefix = from.path().trim_end_matches('/').to_string();
+        if paths::is_reserved(&path_prefix) && !path_prefix.is_empty() {
+            return Err(ConfigError::new(
+                field("from"),
+                "path is reserved for the gateway (/.well-known, /.mcpgate)",
+            ));
+        }
+        if path_prefix.contains("//")
+            || path_prefix.split('/').any(|s| {
+                s == "." || s == ".." || s == paths::GATEWAY_PREFIX.trim_start_matches('/')
+            })
+        {
+            return Err(ConfigError::new(
+                field("from"),
+                "path must be normalized and not contain a .mcpgate segment",
+            ));
+        }
+        let to = Url::parse(&route.to).map_err(|e| ConfigError::new(field("to"), e.to_string()))?;
+        let (up_scheme, up_host, up_port) =
+            origin_parts(&to).map_err(|r| ConfigError::new(field("to"), r))?;
+        if to.query().is_some() || to.fragment().is_some() {
+            return Err(ConfigError::new(
+                field("to"),
+                "must not have a query or fragment",
+            ));
+        }
+        let authority = if port == default_port(&scheme) {
+            host.clone()
+        } else {
+            format!("{host}:{port}")
+        };
+        let origin = format!("{scheme}://{authority}");
+        let name = match &route.name {
+            Some(n) if n.trim().is_empty() => {
+                return Err(ConfigError::new(field("name"), "must not be blank"))
+            }
+            Some(n) => n.clone(),
+            None => {
+                let tail = path_prefix.trim_start_matches('/');
+                if tail.is_empty() {
+                    authority.clone()
+                } else {
+                    format!("{authority}/{tail}")
+                }
+            }
+        };
+        Ok(RouteParts {
+            name,
+            scheme,
+            host,
+            port,
+            authority,
+            origin,
+            path_prefix,
+            upstream: Upstream {
+                scheme: up_scheme,
+                host: up_host,
+                port: up_port,
+                path: to.path().trim_end_matches('/').to_string(),
+            },
+        })
+    }
+}
+
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
 }
 
 /// Canonical form of a resource URL as a client may send it: lower-case scheme and host, default
@@ -739,6 +1068,22 @@ pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
         other => Err(format!(
             "scheme {other} is not allowed; use https or a loopback http URI"
         )),
+    }
+}
+
+/// Provider endpoints: https, or http on a loopback host (a local test provider).
+fn validate_provider_url(url: &str) -> Result<(), String> {
+    let parsed = Url::parse(url).map_err(|e| format!("not an absolute URL: {e}"))?;
+    if parsed.fragment().is_some() || !parsed.username().is_empty() {
+        return Err("must not carry a fragment or user information".into());
+    }
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" => match parsed.host_str() {
+            Some(h) if is_loopback_host(h.trim_start_matches('[').trim_end_matches(']')) => Ok(()),
+            _ => Err("http is allowed for loopback hosts only".into()),
+        },
+        other => Err(format!("scheme {other} is not allowed; use https")),
     }
 }
 
@@ -926,6 +1271,107 @@ routes:
             err(&BASE.replace("sqlite://data", "mysql://data")).field,
             "token_service.database_url"
         );
+    }
+
+    const UPSTREAM: &str = r#"
+        upstream_oauth2:
+          client_id: gh-client
+          client_secret: gh-secret
+          scopes: [read:user]
+          endpoint:
+            auth_url: https://github.com/login/oauth/authorize
+            token_url: https://github.com/login/oauth/access_token
+            auth_style: params
+          authorization_url_params: {prompt: consent}"#;
+
+    fn with_upstream(upstream: &str) -> String {
+        BASE.replace(
+            "        scopes: [mcp:tools]",
+            &format!("        scopes: [mcp:tools]{upstream}"),
+        )
+        .replace(
+            "  users_file: users.yaml",
+            "  users_file: users.yaml\n  upstream_token_key_file: upstream.key",
+        )
+    }
+
+    #[test]
+    fn upstream_oauth_and_client_routes_load() {
+        let yaml = format!(
+            "{}  - from: http://localhost:18080/app\n    to: http://127.0.0.1:3005\n    mcp: {{client: {{}}}}\n",
+            with_upstream(UPSTREAM)
+        );
+        let config = GatewayConfig::from_yaml(&yaml).expect("valid");
+        let routes = config.server_routes().expect("routes");
+        assert_eq!(routes.len(), 2);
+        let up = routes[0].upstream_oauth2.as_ref().expect("upstream oauth");
+        let endpoint = up.endpoint.as_ref().expect("endpoint");
+        assert_eq!(endpoint.auth_style, AuthStyle::Params);
+        assert_eq!(up.authorization_url_params["prompt"], "consent");
+        assert_eq!(
+            routes[0].connect_url,
+            "http://localhost:18080/everything/.mcpgate/mcp/connect"
+        );
+        let clients = config.client_routes().expect("client routes");
+        assert_eq!(clients.len(), 1);
+        assert_eq!(clients[0].url, "http://localhost:18080/app");
+        assert_eq!(clients[0].index, 2);
+        assert_eq!(config.internal_listen().to_string(), "127.0.0.1:18082");
+        let filter = config.filter_config().expect("projection");
+        assert!(filter.routes[0].upstream_oauth);
+        assert!(!filter.routes[1].upstream_oauth);
+        // The projection carries no upstream client secret.
+        assert!(!serde_json::to_string(&filter)
+            .expect("json")
+            .contains("gh-secret"));
+    }
+
+    #[test]
+    fn upstream_oauth_and_client_route_errors_name_the_field() {
+        let field = "routes[0].mcp.server.upstream_oauth2";
+        assert_eq!(
+            err(&with_upstream(&UPSTREAM.replace(
+                "https://github.com/login/oauth/authorize",
+                "http://github.com/x"
+            )))
+            .field,
+            format!("{field}.endpoint.auth_url")
+        );
+        assert_eq!(
+            err(&with_upstream(
+                &UPSTREAM.replace("prompt: consent", "state: x")
+            ))
+            .field,
+            format!("{field}.authorization_url_params.state")
+        );
+        assert_eq!(
+            err(&with_upstream(
+                &UPSTREAM.replace("client_id: gh-client", "client_id: ' '")
+            ))
+            .field,
+            format!("{field}.client_id")
+        );
+        assert_eq!(
+            err(&with_upstream(
+                &UPSTREAM.replace("auth_style: params", "auth_style: cookie")
+            ))
+            .field,
+            format!("{field}.endpoint.auth_style")
+        );
+        let no_key =
+            with_upstream(UPSTREAM).replace("\n  upstream_token_key_file: upstream.key", "");
+        assert_eq!(err(&no_key).field, "token_service.upstream_token_key_file");
+        let other_host = format!(
+            "{BASE}  - from: http://app.localhost:18080/\n    to: http://127.0.0.1:3005\n    mcp: {{client: {{}}}}\n"
+        );
+        assert_eq!(err(&other_host).field, "routes[2].from");
+        let same_listener = BASE.replace(
+            "  users_file: users.yaml",
+            "  users_file: users.yaml\n  internal_listen: 127.0.0.1:18081",
+        );
+        assert_eq!(err(&same_listener).field, "token_service.internal_listen");
+        let connect_segment = BASE.replace("/second/", "/x/.mcpgate/y");
+        assert_eq!(err(&connect_segment).field, "routes[1].from");
     }
 
     #[test]

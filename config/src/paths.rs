@@ -19,6 +19,31 @@ pub const REVOKE: &str = "/.mcpgate/oauth/revoke";
 pub const SIGN_IN: &str = "/.mcpgate/sign_in";
 pub const CONSENT: &str = "/.mcpgate/consent";
 pub const HEALTH: &str = "/.mcpgate/healthz";
+/// Where upstream OAuth providers send the browser back (register `<issuer>` + this).
+pub const UPSTREAM_CALLBACK: &str = "/.mcpgate/upstream/callback";
+/// The MCP servers a user may reach (with a TE).
+pub const MCP_ROUTES: &str = "/.mcpgate/mcp/routes";
+pub const MCP_ROUTES_DISCONNECT: &str = "/.mcpgate/mcp/routes/disconnect";
+/// Appended to a server route's URL: runs that route's upstream consent.
+pub const MCP_CONNECT_SUFFIX: &str = "/.mcpgate/mcp/connect";
+
+/// The internal API, served only on the token service's internal listener.
+pub const INTERNAL_CREDENTIALS: &str = "/internal/v1/credentials";
+pub const INTERNAL_SESSION: &str = "/internal/v1/session";
+pub const INTERNAL_UPSTREAM_REJECTED: &str = "/internal/v1/upstream_rejected";
+pub const INTERNAL_REVOCATIONS: &str = "/internal/v1/revocations";
+/// Environment variable holding the internal API's shared secret (token service and Envoy).
+pub const INTERNAL_SECRET_ENV: &str = "MCPGATE_INTERNAL_API_SECRET";
+/// Shortest internal API secret accepted.
+pub const INTERNAL_SECRET_MIN_LEN: usize = 32;
+
+/// Request header carrying the signed user assertion to upstreams.
+pub const ASSERTION_HEADER: &str = "x-mcpgate-assertion";
+/// Prefix of every header the gateway sets; clients' copies are removed.
+pub const GATEWAY_HEADER_PREFIX: &str = "x-mcpgate-";
+/// The browser session cookie (http issuers) and its `__Host-` form (https issuers).
+pub const SESSION_COOKIE: &str = "mcpgate_session";
+pub const SESSION_COOKIE_SECURE: &str = "__Host-mcpgate_session";
 
 /// Prefixes that belong to the gateway on every host.
 pub const RESERVED_PREFIXES: [&str; 2] = ["/.well-known", GATEWAY_PREFIX];
@@ -28,6 +53,15 @@ pub fn is_reserved(path: &str) -> bool {
     RESERVED_PREFIXES
         .iter()
         .any(|prefix| path_has_prefix(path, prefix))
+}
+
+/// True when `path` addresses the gateway below a route (`/github/.mcpgate/mcp/connect`): Envoy
+/// sends those to the token service, and the filter leaves them alone.
+pub fn is_gateway_path_under(path: &str, prefix: &str) -> bool {
+    let Some(rest) = path.strip_prefix(prefix) else {
+        return false;
+    };
+    path_has_prefix(rest, GATEWAY_PREFIX)
 }
 
 /// Segment-aware prefix test: `/a` matches `/a` and `/a/b`, not `/ab`. An empty prefix matches all.
