@@ -26,6 +26,15 @@ if [ ! -s "$users_file" ] || ! grep -q "username: $demo_user" "$users_file"; the
 fi
 "$ts" envoy-bootstrap --config "$config" --out "$run/envoy.yaml"
 
+# The filter's calls to the token service's internal API carry this shared secret; Envoy hands
+# it to the Wasm VM from its environment, so it is never written into the bootstrap.
+secret_file="$run/data/internal-api-secret"
+if [ ! -s "$secret_file" ]; then
+  (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '\n=' >"$secret_file")
+fi
+MCPGATE_INTERNAL_API_SECRET="$(cat "$secret_file")"
+export MCPGATE_INTERNAL_API_SECRET
+
 pids=()
 stop() {
   local status=$?
