@@ -41,6 +41,35 @@ pub fn mint(
     now: i64,
     lifetime_secs: u64,
 ) -> anyhow::Result<Minted> {
+    sign(
+        keys,
+        grant,
+        Audiences::AsString(grant.resource.to_string()),
+        now,
+        lifetime_secs,
+    )
+}
+
+/// Signs a TE whose `aud` is the array `audiences` (`grant.resource` is not used): client-route
+/// session tokens and service-account tokens, which reach several routes.
+pub fn mint_for_audiences(
+    keys: &SigningKeys,
+    grant: &Grant<'_>,
+    audiences: &[String],
+    now: i64,
+    lifetime_secs: u64,
+) -> anyhow::Result<Minted> {
+    let set = audiences.iter().cloned().collect();
+    sign(keys, grant, Audiences::AsSet(set), now, lifetime_secs)
+}
+
+fn sign(
+    keys: &SigningKeys,
+    grant: &Grant<'_>,
+    audiences: Audiences,
+    now: i64,
+    lifetime_secs: u64,
+) -> anyhow::Result<Minted> {
     let jti = crate::opaque_token::generate();
     let now_u = u64::try_from(now).unwrap_or(0);
     let claims = JWTClaims {
@@ -49,7 +78,7 @@ pub fn mint(
         invalid_before: None,
         issuer: Some(grant.issuer.to_string()),
         subject: Some(grant.user.username.clone()),
-        audiences: Some(Audiences::AsString(grant.resource.to_string())),
+        audiences: Some(audiences),
         jwt_id: Some(jti.clone()),
         nonce: None,
         custom: TokenClaims {
@@ -76,7 +105,8 @@ pub fn mint(
     })
 }
 
-/// Verifies a TE this service signed (signature, issuer, expiry with leeway); `None` otherwise.
+/// Verifies a TE this service signed (signature, `typ: at+jwt`, issuer, expiry with leeway);
+/// `None` otherwise. Assertions (`typ: JWT`, same key) are refused.
 pub fn verify(
     keys: &SigningKeys,
     issuer: &str,
@@ -86,6 +116,7 @@ pub fn verify(
     let options = VerificationOptions {
         allowed_issuers: Some(std::collections::HashSet::from([issuer.to_string()])),
         time_tolerance: Some(Duration::from_secs(leeway_secs)),
+        required_signature_type: Some("at+jwt".into()),
         ..Default::default()
     };
     keys.key_pair()

@@ -1,6 +1,7 @@
 //! The running service: shared state, the router, the purge task and `serve`.
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use mcpgate_config::gateway::ServerRoute;
+use mcpgate_config::gateway::{ClientRoute, ServerRoute};
 use mcpgate_config::{paths, GatewayConfig};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -17,9 +18,12 @@ use tower_http::trace::TraceLayer;
 
 use crate::client_metadata_document::{DocumentError, MetadataDocuments};
 use crate::clients::Client;
+use crate::internal_api::InternalSecret;
 use crate::signing_keys::SigningKeys;
 use crate::store::Store;
-use crate::{authorize, metadata, registration, revocation, token_endpoint};
+use crate::{
+    authorize, internal_api, mcp_routes, metadata, registration, revocation, token_endpoint,
+};
 
 /// How long a started authorization may wait for sign-in and consent.
 pub const PENDING_LIFETIME_SECS: i64 = 600;
@@ -30,10 +34,15 @@ pub struct AppState {
     pub issuer: String,
     pub issuer_https: bool,
     pub routes: Vec<ServerRoute>,
+    /// Each server route's compiled policy, in the order of `routes`.
+    pub route_policies: Vec<mcpgate_policy::Policy>,
+    pub client_routes: Vec<ClientRoute>,
     pub store: Store,
     pub keys: SigningKeys,
     pub static_clients: HashMap<String, Client>,
     pub documents: MetadataDocuments,
+    /// Upstream OAuth: the token key, the provider client, refresh locks.
+    pub upstream: crate::upstream_tokens::UpstreamTokens,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -62,6 +71,17 @@ impl AppState {
     /// Opens the database (migrating it) and loads or creates the signing key.
     pub async fn new(config: GatewayConfig) -> anyhow::Result<Self> {
         let routes = config.server_routes().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let route_policies = routes
+            .iter()
+            .map(|r| {
+                mcpgate_config::filter::compile_policy(
+                    r.policy.as_ref(),
+                    &format!("routes[{}].policy", r.index),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let client_routes = config.client_routes().map_err(|e| anyhow::anyhow!("{e}"))?;
         let keys = SigningKeys::load_or_generate(&config.authorization_server.signing_key_file)?;
         let documents = MetadataDocuments::new(
             config
@@ -69,6 +89,7 @@ impl AppState {
                 .client_id_metadata_documents
                 .clone(),
         )?;
+        let upstream = crate::upstream_tokens::UpstreamTokens::new(&config, &routes)?;
         let store = Store::connect(&config.token_service.database_url).await?;
         let static_clients = config
             .authorization_server
@@ -81,10 +102,13 @@ impl AppState {
             issuer_https: issuer.starts_with("https://"),
             issuer,
             routes,
+            route_policies,
+            client_routes,
             store,
             keys,
             static_clients,
             documents,
+            upstream,
             config,
         })
     }
@@ -180,6 +204,19 @@ pub fn router(state: SharedState) -> Router {
         api = api.route(paths::REGISTER, post(registration::handler));
     }
     let api = api.layer(post_cors);
+    // Called with `Authorization: Bearer`, which a `*` allow-headers answer does not cover.
+    let mcp = Router::new()
+        .route(paths::MCP_ROUTES, get(mcp_routes::list_handler))
+        .route(
+            paths::MCP_ROUTES_DISCONNECT,
+            post(mcp_routes::disconnect_handler),
+        )
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+                .allow_headers(tower_http::cors::AllowHeaders::mirror_request()),
+        );
     let body_limit = state
         .config
         .authorization_server
@@ -190,10 +227,14 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .merge(well_known)
         .merge(api)
+        .merge(mcp)
         .route(paths::AUTHORIZE, get(authorize::authorize_handler))
         .route(paths::SIGN_IN, get(authorize::sign_in_form_handler).post(authorize::sign_in_handler))
         .route(paths::CONSENT, get(authorize::consent_page_handler).post(authorize::consent_handler))
         .route(paths::HEALTH, get(health_handler))
+        .route(paths::UPSTREAM_CALLBACK, get(crate::connect::callback_handler))
+        // `<server route>/.mcpgate/mcp/connect`: any prefix, so it is matched in the fallback.
+        .fallback(crate::connect::fallback_handler)
         .layer(RequestBodyLimitLayer::new(body_limit))
         // Spans carry the method and path only: query strings can hold request ids and state.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -225,11 +266,19 @@ async fn health_handler(
 /// Runs the service until SIGINT/SIGTERM.
 pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
     let listen = config.token_service.listen;
+    let internal_listen = config.internal_listen();
+    // Before anything else: without the secret the internal API cannot be served at all.
+    let secret = Arc::new(InternalSecret::from_env()?);
     let state = Arc::new(AppState::new(config).await?);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("token_service.listen: cannot listen on {listen}"))?;
-    tracing::info!(%listen, issuer = %state.issuer, routes = state.routes.len(), "token service ready");
+    let internal_listener = tokio::net::TcpListener::bind(internal_listen)
+        .await
+        .with_context(|| {
+            format!("token_service.internal_listen: cannot listen on {internal_listen}")
+        })?;
+    tracing::info!(%listen, %internal_listen, issuer = %state.issuer, routes = state.routes.len(), "token service ready");
     let purge_state = state.clone();
     let purge = tokio::spawn(async move {
         let mut tick = tokio::time::interval(PURGE_INTERVAL);
@@ -242,10 +291,27 @@ pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
             }
         }
     });
-    axum::serve(listener, router(state.clone()))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let public = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(wait(stopped.clone()))
+        .into_future();
+    let internal = axum::serve(
+        internal_listener,
+        internal_api::router(state.clone(), secret),
+    )
+    .with_graceful_shutdown(wait(stopped))
+    .into_future();
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+        Ok::<(), std::io::Error>(())
+    };
+    let served = tokio::try_join!(public, internal, signal);
     purge.abort();
+    served?;
     state.store.close().await;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Command line: `serve`, `user add`, `envoy-bootstrap`.
+//! Command line: `serve`, `user add`, `service-account create|list|revoke`, `envoy-bootstrap`.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -51,6 +51,11 @@ pub enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Manage service accounts (tokens for callers that are not people).
+    ServiceAccount {
+        #[command(subcommand)]
+        command: crate::service_accounts::Command,
     },
     /// Print (or write) the Envoy bootstrap for the gateway file.
     EnvoyBootstrap {
@@ -188,6 +193,7 @@ pub fn main() -> ExitCode {
         Command::User {
             command: UserCommand::Add(args),
         } => user_add(args),
+        Command::ServiceAccount { command } => crate::service_accounts::run(command),
         Command::EnvoyBootstrap { config, out } => envoy_bootstrap(&config.config, out),
     };
     match result {

@@ -3,11 +3,15 @@
 
 pub mod access_token;
 pub mod app;
+pub mod assertion;
 pub mod authorize;
 pub mod cli;
 pub mod client_metadata;
 pub mod client_metadata_document;
 pub mod clients;
+pub mod connect;
+pub mod internal_api;
+pub mod mcp_routes;
 pub mod metadata;
 pub mod oauth_error;
 pub mod opaque_token;
@@ -17,8 +21,11 @@ pub mod registration;
 pub mod request_params;
 pub mod resources;
 pub mod revocation;
+pub mod service_accounts;
 pub mod session;
 pub mod signing_keys;
 pub mod store;
 pub mod token_endpoint;
+pub mod upstream_oauth;
+pub mod upstream_tokens;
 pub mod users;

@@ -36,7 +36,7 @@ pub fn authorization_server(config: &GatewayConfig, routes: &[ServerRoute], oidc
         "jwks_uri": format!("{issuer}{}", paths::JWKS),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,

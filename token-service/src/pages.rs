@@ -63,6 +63,22 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
 }
 
 pub fn sign_in(request: &str, client_label: &str, username: &str, failed: bool) -> Markup {
+    sign_in_form("request", request, client_label, username, failed)
+}
+
+/// The sign-in form for a browser sent by a client route or a connect URL: the form carries
+/// `return_to` instead of a pending authorization request.
+pub fn sign_in_to_return(return_to: &str, label: &str, username: &str, failed: bool) -> Markup {
+    sign_in_form("return_to", return_to, label, username, failed)
+}
+
+fn sign_in_form(
+    hidden_name: &str,
+    hidden_value: &str,
+    client_label: &str,
+    username: &str,
+    failed: bool,
+) -> Markup {
     layout(
         "Sign in",
         html! {
@@ -72,7 +88,7 @@ pub fn sign_in(request: &str, client_label: &str, username: &str, failed: bool) 
                 p.error role="alert" { "The username or password is not correct." }
             }
             form.box method="post" action=(paths::SIGN_IN) {
-                input type="hidden" name="request" value=(request);
+                input type="hidden" name=(hidden_name) value=(hidden_value);
                 label for="username" { "Username" }
                 input type="text" id="username" name="username" value=(username) autocomplete="username" required autofocus;
                 label for="password" { "Password" }

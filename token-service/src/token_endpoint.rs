@@ -264,6 +264,21 @@ pub async fn refresh(
     }
     check_resource(single(params, "resource")?, &record.resource)?;
     let token_scope = refresh_scope(single(params, "scope")?, record.scope.as_deref())?;
+    // Without the user's upstream token the MCP client must authorize again, which reconnects
+    // the provider; its refresh token stays unspent.
+    if let Some(route) = state
+        .routes
+        .iter()
+        .find(|r| r.resource == record.resource && r.upstream_oauth2.is_some())
+    {
+        if crate::upstream_tokens::status(state, &record.username, route)
+            .await?
+            .is_none()
+        {
+            tracing::info!(target: "mcpgate::audit", event = "refresh_needs_upstream", client_id = %client.client_id, user = %record.username, route = %record.resource);
+            return Err(OAuthError::invalid_grant("upstream authorization required"));
+        }
+    }
     if !state.store.spend_refresh_token(&token_hash, t).await? {
         return reused().await;
     }
@@ -341,13 +356,17 @@ async fn token(
     let params = Params::parse(body);
     let grant_type = single(&params, "grant_type")?
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    if grant_type == "client_credentials" {
+        // Service accounts authenticate against their own table, not the OAuth clients.
+        return crate::service_accounts::client_credentials(state, headers, &params, now()).await;
+    }
     let client = authenticate_client(state, headers, &params).await?;
     let t = now();
     match grant_type {
         "authorization_code" => exchange_code(state, &client, &params, t).await,
         "refresh_token" => refresh(state, &client, &params, t).await,
         _ => Err(OAuthError::unsupported_grant_type(
-            "grant_type must be authorization_code or refresh_token",
+            "grant_type must be authorization_code, refresh_token or client_credentials",
         )),
     }
 }
