@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: lints, native unit tests (PostgreSQL paths too when it is reachable), the wasm
-# build, and the end-to-end suite through a real Envoy loading the built filter.
+# build, the end-to-end suite through a real Envoy loading the built filter, and the benchmark
+# smoke run (every benchmark scenario under load, every answer checked).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
@@ -30,3 +31,13 @@ if [ ! -x "$MCPGATE_TOKEN_SERVICE_BIN" ]; then
   cargo build -p mcpgate-token-service
 fi
 (cd tests/e2e && npm test)
+
+echo "==> benchmark smoke run (bench/run.sh --smoke: scenarios A-E on 127.0.0.1, every answer checked)"
+# The filter module and the token-service binary built above; only the bench crates (bench/,
+# release, bench/target) are built. Debian's wrk is installed when missing (needs root), oha
+# never. Results go to target/bench-smoke, not to the committed bench/results/smoke.
+BENCH_WASM="$root/target/wasm32-wasip1/release/mcpgate_filter.wasm" \
+BENCH_TOKEN_SERVICE_BIN="$MCPGATE_TOKEN_SERVICE_BIN" \
+BENCH_RESULTS_DIR="$root/target/bench-smoke" \
+BENCH_PG_URL="${MCPGATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}" \
+  bench/run.sh --smoke

@@ -3,23 +3,42 @@
 # and writes bench/results/<mode>/{results.json,results.md,chart.svg}.
 #
 #   bench/run.sh            full run (bounded: about 6 minutes of measurement once built)
-#   bench/run.sh --smoke    a few hundred requests per scenario; checks every answer (status codes
-#                           and bodies) and exits non-zero on a wrong one. For CI.
+#   bench/run.sh --smoke    correctness under load, for CI (test.sh runs it last; about a minute
+#                           of runs once built): every request kind runs for 1 s under Debian's wrk
+#                           with bench/lib/mcp_request.lua, which checks every answer (status,
+#                           content type, JSON-RPC id and result: the backend's tools/call result;
+#                           for tools/list the 50 allowed tools and none denied through mcpgate, all
+#                           100 elsewhere); no fixed-rate runs (wrk cannot hold a rate); never needs
+#                           oha. Exits non-zero on any wrong answer, error or failed check.
 #
 # Scenarios (same backend, same request mix): A Envoy alone (the limit), B Envoy + mcpgate filter,
 # C stock Envoy (jwt_authn + mcp + rbac), D Envoy + ext_authz call-out (bench/authz), E the token
 # service (SQLite and PostgreSQL). See BENCHMARKS.md.
 #
 # Environment knobs: BENCH_SCENARIOS="A B C D E", BENCH_DURATION=5 (seconds per measured run),
-# BENCH_CONNECTIONS=16, BENCH_SMOKE_REQUESTS=300, BENCH_PG_URL (default
+# BENCH_CONNECTIONS=16, BENCH_SMOKE_SECONDS=1 (seconds per smoke run), BENCH_SMOKE_REQUESTS=0
+# (when > 0, a smoke run stops sending after that many answers; wrk still waits out the seconds,
+# so its req/s is understated), BENCH_PG_URL (default
 # postgres://postgres@127.0.0.1:5432/test; the harness uses its own database mcpgate_bench there when
 # it may create one), BENCH_UPSTREAM_TOKEN_PATH (token-service path of the upstream-token fetch),
 # BENCH_UPDATE_DOC=1 (a smoke run also rewrites BENCHMARKS.md's results section, as a full run does),
 # BENCH_LOW_RATE=200 (the low fixed rate, req/s), BENCH_TS_CONCURRENCY=8 (token-service load
-# client connections), BENCH_SKIP_BUILD=1 (use what is built).
+# client connections), BENCH_SKIP_BUILD=1 (use what is built, build nothing), BENCH_RESULTS_DIR
+# (default bench/results/<mode>, which is committed; test.sh writes under target/ instead).
+#
+# Prebuilt artifacts (each one given is used as it is and not built; test.sh passes the ones it
+# built, a scratch build of another tree can be benchmarked the same way):
+#   BENCH_WASM=/path/mcpgate_filter.wasm        default target/wasm32-wasip1/release/mcpgate_filter.wasm
+#   BENCH_TOKEN_SERVICE_BIN=/path/mcpgate-token-service   default target/release/mcpgate-token-service
+#   BENCH_TARGET_DIR=/path                      where the bench crates (bench/) build; default bench/target
+#
+# The token service's internal API: the harness exports a fresh random MCPGATE_INTERNAL_API_SECRET
+# to every token service and Envoy it starts and gives the token service `internal_listen` on
+# 127.0.0.1:19082 (checked free, like every other port).
 #
 # CPU layout on the 2-core machine: Envoy (--concurrency 1), the ext_authz service and the token
-# service on core 0; the load generator and the MCP backend on core 1.
+# service on the first allowed core; the load generator and the MCP backend on the second (the
+# same core when only one is allowed).
 set -euo pipefail
 
 bench="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,17 +57,18 @@ done
 scenarios="${BENCH_SCENARIOS:-A B C D E}"
 duration="${BENCH_DURATION:-5}"
 conns="${BENCH_CONNECTIONS:-16}"
-smoke_n="${BENCH_SMOKE_REQUESTS:-300}"
+smoke_n="${BENCH_SMOKE_REQUESTS:-0}"
+smoke_secs="${BENCH_SMOKE_SECONDS:-1}"
 low_rate="${BENCH_LOW_RATE:-200}"
 ts_conc="${BENCH_TS_CONCURRENCY:-8}"
 pg_url="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
-envoy_port=19080 ts_port=19081 admin_port=19090 backend_port=19100 authz_port=19101
+envoy_port=19080 ts_port=19081 ts_internal_port=19082 admin_port=19090 backend_port=19100 authz_port=19101
 issuer="http://127.0.0.1:$envoy_port"
 resource="$issuer/mcp"
 url="http://127.0.0.1:$envoy_port/mcp"
 
 run="$bench/.run"
-out="$bench/results/$mode"
+out="${BENCH_RESULTS_DIR:-$bench/results/$mode}"
 raw="$out/raw"
 logs="$raw/logs"
 records="$raw/records.jsonl"
@@ -68,8 +88,12 @@ note() { notes+=("$1"); printf '    note: %s\n' "$1"; }
 # Processes: each in its own process group, stopped on exit whatever happens.
 pids=()
 LAST_PID=
-start_bg() { # name core command...
+# The two cores: c0 for Envoy and the services under test, c1 for the load generator and the
+# backend (the first two CPUs this process may use; one core serves both on a 1-CPU runner).
+read -r c0 c1 < <(python3 -c 'import os; c = sorted(os.sched_getaffinity(0)); print(c[0], c[1] if len(c) > 1 else c[0])')
+start_bg() { # name core(0|1) command...
   local name="$1" core="$2"; shift 2
+  [ "$core" = 1 ] && core=$c1 || core=$c0
   setsid taskset -c "$core" "$@" >"$logs/$name.log" 2>&1 </dev/null &
   LAST_PID=$!
   pids+=("$LAST_PID")
@@ -100,26 +124,34 @@ wait_http() { # url seconds
   return 1
 }
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in $envoy_port $ts_port $admin_port $backend_port $authz_port; do
+for p in $envoy_port $ts_port $ts_internal_port $admin_port $backend_port $authz_port; do
   port_free "$p" || { echo "port 127.0.0.1:$p is in use; stop what holds it" >&2; exit 1; }
 done
+# The token service's internal API secret (at least 32 characters), for every token service and
+# Envoy started below: the rendered bootstrap hands it to the filter's VM (host_env_keys).
+MCPGATE_INTERNAL_API_SECRET="bench-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export MCPGATE_INTERNAL_API_SECRET
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 clk_tck=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------------------------------------
 say "tools"
-oha="$bench/.tools/bin/oha"
-if [ ! -x "$oha" ]; then
-  if command -v oha >/dev/null; then oha="$(command -v oha)"; else
-    echo "    installing oha into bench/.tools (cargo install, takes a few minutes once)"
-    cargo install oha --locked --root "$bench/.tools" >"$logs/oha-install.log" 2>&1 \
-      || { echo "cargo install oha failed; see $logs/oha-install.log" >&2; exit 1; }
+# oha only for the full run (fixed rates, one header set for a whole run); smoke needs only wrk.
+oha=
+if [ "$mode" = full ]; then
+  oha="$bench/.tools/bin/oha"
+  if [ ! -x "$oha" ]; then
+    if command -v oha >/dev/null; then oha="$(command -v oha)"; else
+      echo "    installing oha into bench/.tools (cargo install, takes a few minutes once)"
+      cargo install oha --locked --root "$bench/.tools" >"$logs/oha-install.log" 2>&1 \
+        || { echo "cargo install oha failed; see $logs/oha-install.log" >&2; exit 1; }
+    fi
   fi
 fi
 if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" -eq 0 ]; then
-    echo "    installing Debian's wrk (for the new-token request kind)"
+    echo "    installing Debian's wrk (the smoke run's load generator and the new-token kind's)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 \
       || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
   else
@@ -128,17 +160,28 @@ if ! command -v wrk >/dev/null; then
 fi
 envoy="$root/.venv/bin/envoy"
 [ -x "$envoy" ] || scripts/setup.sh
-oha_json="--output-format json"
-"$oha" --help 2>/dev/null | grep -q -- '--output-format' || oha_json="--json"
-echo "    $("$oha" --version | head -1), $(wrk --version 2>&1 | head -1 | cut -c1-40), envoy $("$envoy" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -1)"
+oha_json="--output-format json" oha_version="not used (smoke: wrk for every kind)"
+if [ -n "$oha" ]; then
+  "$oha" --help 2>/dev/null | grep -q -- '--output-format' || oha_json="--json"
+  oha_version="$("$oha" --version | head -1)"
+fi
+echo "    $oha_version, $(wrk --version 2>&1 | head -1 | cut -c1-40), envoy $("$envoy" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -1)"
 
 # ---------------------------------------------------------------------------------------------
 say "building (filter .wasm, token service, bench crates)"
-wasm="$root/target/wasm32-wasip1/release/mcpgate_filter.wasm"
-ts_bin="$root/target/release/mcpgate-token-service"
-tools_bin="$bench/target/release/mcpgate-bench"
-if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then
-  if [ -x ./wasm-build.sh ]; then
+wasm="${BENCH_WASM:-$root/target/wasm32-wasip1/release/mcpgate_filter.wasm}"
+ts_bin="${BENCH_TOKEN_SERVICE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/mcpgate-token-service}"
+bench_target="${BENCH_TARGET_DIR:-${CARGO_TARGET_DIR:-$bench/target}}"
+tools_bin="$bench_target/release/mcpgate-bench"
+backend_bin="$bench_target/release/mcpgate-bench-backend"
+authz_bin="$bench_target/release/mcpgate-bench-authz"
+build_started=$SECONDS
+if [ "${BENCH_SKIP_BUILD:-}" = 1 ]; then
+  echo "    BENCH_SKIP_BUILD=1: using what is built"
+else
+  if [ -n "${BENCH_WASM:-}" ]; then
+    echo "    filter: BENCH_WASM=$wasm (not built)"
+  elif [ -x ./wasm-build.sh ]; then
     ./wasm-build.sh >"$logs/build-wasm.log" 2>&1 || fail "wasm build (see $logs/build-wasm.log)"
   else
     note "no ./wasm-build.sh yet: built the filter with cargo (LTO, 1 codegen unit, panic=abort)"
@@ -146,11 +189,24 @@ if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then
       cargo build --release --target wasm32-wasip1 -p mcpgate-filter >"$logs/build-wasm.log" 2>&1 \
       || fail "wasm build (see $logs/build-wasm.log)"
   fi
-  cargo build --release -p mcpgate-token-service >"$logs/build-token-service.log" 2>&1 \
-    || fail "token service build (see $logs/build-token-service.log)"
-  (cd "$bench" && cargo build --release) >"$logs/build-bench.log" 2>&1 \
-    || { echo "bench crates do not build; see $logs/build-bench.log" >&2; exit 1; }
+  if [ -n "${BENCH_TOKEN_SERVICE_BIN:-}" ]; then
+    echo "    token service: BENCH_TOKEN_SERVICE_BIN=$ts_bin (not built)"
+  else
+    cargo build --release -p mcpgate-token-service >"$logs/build-token-service.log" 2>&1 \
+      || fail "token service build (see $logs/build-token-service.log)"
+  fi
+  (cd "$bench" && CARGO_TARGET_DIR="$bench_target" cargo build --release) >"$logs/build-bench.log" 2>&1 \
+    || { echo "bench crates do not build; see $logs/build-bench.log" >&2; tail -20 "$logs/build-bench.log" >&2; exit 1; }
+  echo "    built in $((SECONDS - build_started)) s"
 fi
+if [ -n "${BENCH_TOKEN_SERVICE_BIN:-}" ] && [ ! -x "$ts_bin" ]; then
+  echo "BENCH_TOKEN_SERVICE_BIN=$ts_bin is not an executable" >&2; exit 1
+fi
+[ -z "${BENCH_WASM:-}" ] || note "filter module from BENCH_WASM=$wasm"
+[ -z "${BENCH_TOKEN_SERVICE_BIN:-}" ] || note "token service from BENCH_TOKEN_SERVICE_BIN=$ts_bin"
+for b in "$tools_bin" "$backend_bin" "$authz_bin"; do
+  [ -x "$b" ] || { echo "no $b: build the bench crates (cd bench && cargo build --release)" >&2; exit 1; }
+done
 [ -f "$wasm" ] || { echo "no filter module at $wasm" >&2; exit 1; }
 wasm_bytes=$(stat -c %s "$wasm")
 echo "    mcpgate_filter.wasm: $wasm_bytes bytes"
@@ -172,7 +228,8 @@ bodies="$run/bodies"
 
 fill_gateway() { # out data_dir database_url jwks_address
   $py template "$bench/config/gateway.yaml.tmpl" "$1" ENVOY_PORT=$envoy_port ADMIN_PORT=$admin_port \
-    BACKEND_PORT=$backend_port TS_PORT=$ts_port DATA="$2" DATABASE_URL="$3" WASM="$wasm" JWKS_ADDRESS="$4"
+    BACKEND_PORT=$backend_port TS_PORT=$ts_port TS_INTERNAL_PORT=$ts_internal_port DATA="$2" DATABASE_URL="$3" \
+    WASM="$wasm" JWKS_ADDRESS="$4"
 }
 
 key="$run/data/signing-key.pem"
@@ -181,7 +238,9 @@ ts_pid=
 keys_from="bench stub (token service cannot serve yet)"
 if $ts_serve; then
   fill_gateway "$run/gateway.yaml" "$run/data" "sqlite://$run/data/mcpgate.db?mode=rwc" "127.0.0.1:$ts_port"
-  start_bg token-service-B 1 "$ts_bin" serve --config "$run/gateway.yaml"
+  # On Envoy's core, like D's ext_authz service: the filter calls its internal API (credentials,
+  # revocations) from the request path.
+  start_bg token-service-B 0 "$ts_bin" serve --config "$run/gateway.yaml"
   ts_pid=$LAST_PID
   if wait_http "http://127.0.0.1:$ts_port/.mcpgate/healthz" 30 && [ -f "$key" ] \
      && curl -fsS "http://127.0.0.1:$ts_port/.well-known/jwks.json" -o "$jwks"; then
@@ -198,14 +257,14 @@ if ! $ts_serve; then
   note "B's JWKS comes from the bench stub (the backend serves it as the mcpgate_token_service cluster)"
 fi
 cp "$jwks" "$run/data/stub-jwks.json"
-start_bg backend 1 "$bench/target/release/mcpgate-bench-backend" --listen "127.0.0.1:$backend_port" --jwks "$run/data/stub-jwks.json"
+start_bg backend 1 "$backend_bin" --listen "127.0.0.1:$backend_port" --jwks "$run/data/stub-jwks.json"
 backend_pid=$LAST_PID
 wait_http "http://127.0.0.1:$backend_port/healthz" 10 || { echo "backend did not start" >&2; exit 1; }
 kid="$("$tools_bin" kid --key "$key" --jwks "$jwks")"
 mint() { "$tools_bin" mint --key "$key" --kid "$kid" --issuer "$issuer" --audience "$resource" "$@"; }
 mint >"$run/token.txt"
 mint --email bob@other.com --sub user-bob >"$run/outsider.txt"
-if [ "$mode" = smoke ]; then n_sat=2000 n_c1=500; else n_sat=$((duration * 8000)) n_c1=$((duration * 2000)); fi
+if [ "$mode" = smoke ]; then n_sat=$((smoke_secs * 8000)) n_c1=$((smoke_secs * 5000)); else n_sat=$((duration * 8000)) n_c1=$((duration * 2000)); fi
 mint --count "$n_sat" >"$run/new-tokens-sat.txt"
 mint --count "$n_c1" >"$run/new-tokens-c1.txt"
 echo "    keys from: $keys_from; kid $kid; $((n_sat + n_c1)) never-used tokens minted"
@@ -243,28 +302,73 @@ done
 # ---------------------------------------------------------------------------------------------
 # Load runs
 declare -A half_rate=()
+if [ "$mode" = smoke ]; then
+  note "smoke: every request kind under wrk for ${smoke_secs} s$([ "$smoke_n" -gt 0 ] && echo " (at most $smoke_n answers)"), bench/lib/mcp_request.lua checks every answer; no fixed-rate or low-rate runs (wrk cannot hold a rate), so there are no fixed-rate latencies and the rate targets are n/a"
+fi
 kinds="call_1k call_64k list_json list_sse"
 kind_body() { case "$1" in call_1k) echo "$bodies/call_1k.json" ;; call_64k) echo "$bodies/call_64k.json" ;; *) echo "$bodies/list.json" ;; esac; }
 kind_extra() { [ "$1" = list_sse ] && echo "x-bench-response: sse" || echo "x-bench-kind: $1"; }
 
 oha_run() { # out_json kind [oha args...]
   local out_json="$1" kind="$2"; shift 2
-  taskset -c 1 "$oha" --no-tui $oha_json -m POST -c "$conns" \
+  taskset -c "$c1" "$oha" --no-tui $oha_json -m POST -c "$conns" \
     -H "content-type: application/json" -H "accept: application/json, text/event-stream" \
     -H "mcp-protocol-version: 2025-06-18" -H "authorization: Bearer $(cat "$run/token.txt")" \
     -H "$(kind_extra "$kind")" -D "$(kind_body "$kind")" "$@" "$url" >"$out_json" 2>"$out_json.err"
 }
 
+# Smoke: wrk with bench/lib/mcp_request.lua, which checks every answer against what the kind
+# must get back (see its header), for $smoke_secs s per run (capped at $smoke_n answers when
+# BENCH_SMOKE_REQUESTS is set; wrk still runs for the whole -d then, so the req/s is understated).
+kind_expect() { # scenario kind
+  local tools=100 filtered=0
+  [ "$1" = B ] && tools=50 filtered=1  # only mcpgate filters tools/list answers (bench.py check too)
+  case "$2" in
+    call_*) echo "expect=call" ;;
+    *) echo "expect=$2 tools=$tools filtered=$filtered" ;;
+  esac
+}
+wrk_checked() { # out_txt connections scenario kind token-arg
+  local out="$1" c="$2" s="$3" k="$4" tok="$5"
+  # shellcheck disable=SC2046
+  timeout $((smoke_secs + 30)) taskset -c "$c1" wrk -t1 -c"$c" -d"${smoke_secs}s" --timeout 5s --latency \
+    -s "$bench/lib/mcp_request.lua" "$url" -- body="$(kind_body "$k")" "$tok" \
+    header="$(kind_extra "$k")" $(kind_expect "$s" "$k") max="$smoke_n" >"$out" 2>&1
+}
+
+smoke_kind() { # scenario kind envoy_pid
+  local s="$1" k="$2" epid="$3" f="$raw/$1-$2"
+  local e0 b0 e1 b1 t0 t1 cpu
+  e0=$(cpu_ticks "$epid"); b0=$(cpu_ticks "$backend_pid"); t0=$(date +%s.%N)
+  wrk_checked "$f.sat.txt" "$conns" "$s" "$k" token="$run/token.txt" \
+    || { fail "$s $k: wrk failed ($(tail -c 300 "$f.sat.txt"))"; return 0; }
+  e1=$(cpu_ticks "$epid"); b1=$(cpu_ticks "$backend_pid"); t1=$(date +%s.%N)
+  cpu=$(python3 -c "w=$t1-$t0; print('--set envoy_cpu=%.2f --set backend_cpu=%.2f' % (($e1-$e0)/$clk_tck/w, ($b1-$b0)/$clk_tck/w))")
+  # shellcheck disable=SC2086
+  $py ingest wrk "$f.sat.txt" --records "$records" --scenario "$s" --kind "$k" --mode saturation --require-ok $cpu \
+    || fail "$s $k: wrong answers, non-2xx or errors under load (see $f.sat.txt)"
+}
+
+smoke_new_tokens() { # scenario
+  local s="$1" f="$raw/$1-new_token"
+  wrk_checked "$f.sat.txt" "$conns" "$s" call_1k tokens="$run/new-tokens-sat.txt" \
+    || { fail "$s new_token: wrk failed ($(tail -c 300 "$f.sat.txt"))"; return 0; }
+  $py ingest wrk "$f.sat.txt" --records "$records" --scenario "$s" --kind new_token --mode saturation --require-ok \
+    || fail "$s new_token: wrong answers, non-2xx or errors (see $f.sat.txt)"
+  wrk_checked "$f.c1.txt" 1 "$s" call_1k tokens="$run/new-tokens-c1.txt" \
+    || { fail "$s new_token c1: wrk failed ($(tail -c 300 "$f.c1.txt"))"; return 0; }
+  $py ingest wrk "$f.c1.txt" --records "$records" --scenario "$s" --kind new_token --mode one_connection --require-ok \
+    || fail "$s new_token (1 connection): wrong answers, non-2xx or errors (see $f.c1.txt)"
+}
+
+# Full run: oha for the four kinds (saturation, half of A's rate, a low rate), wrk for new tokens.
 measure_kind() { # scenario kind envoy_pid
   local s="$1" k="$2" epid="$3" f="$raw/$1-$2"
   local e0 b0 e1 b1 t0 t1
-  if [ "$mode" = smoke ]; then
-    oha_run "$f.warm.json" "$k" -n 50 || true
-  else
-    oha_run "$f.warm.json" "$k" -z 1s || true
-  fi
+  if [ "$mode" = smoke ]; then smoke_kind "$@"; return 0; fi
+  oha_run "$f.warm.json" "$k" -z 1s || true
   e0=$(cpu_ticks "$epid"); b0=$(cpu_ticks "$backend_pid"); t0=$(date +%s.%N)
-  if [ "$mode" = smoke ]; then oha_run "$f.sat.json" "$k" -n "$smoke_n"; else oha_run "$f.sat.json" "$k" -z "${duration}s"; fi \
+  oha_run "$f.sat.json" "$k" -z "${duration}s" \
     || { fail "$s $k: oha failed ($(head -c 200 "$f.sat.json.err"))"; return 0; }
   e1=$(cpu_ticks "$epid"); b1=$(cpu_ticks "$backend_pid"); t1=$(date +%s.%N)
   local cpu
@@ -276,33 +380,27 @@ measure_kind() { # scenario kind envoy_pid
   fi
   local rate="${half_rate[$k]:-}"
   if [ -n "$rate" ]; then
-    if [ "$mode" = smoke ]; then
-      oha_run "$f.fixed.json" "$k" -n "$smoke_n" -q "$rate" --latency-correction
-    else
-      oha_run "$f.fixed.json" "$k" -z "${duration}s" -q "$rate" --latency-correction
-    fi || { fail "$s $k fixed rate: oha failed"; return 0; }
+    oha_run "$f.fixed.json" "$k" -z "${duration}s" -q "$rate" --latency-correction \
+      || { fail "$s $k fixed rate: oha failed"; return 0; }
     $py ingest oha "$f.fixed.json" --records "$records" --scenario "$s" --kind "$k" --mode fixed --require-ok --set target_rate="$rate" \
       || fail "$s $k fixed rate: non-2xx answers or errors"
   fi
   # A low fixed rate every scenario sustains: the latency a request adds without queueing.
-  if [ "$mode" = smoke ]; then
-    oha_run "$f.low.json" "$k" -n 100 -q "$low_rate" --latency-correction
-  else
-    oha_run "$f.low.json" "$k" -z 3s -q "$low_rate" --latency-correction
-  fi || { fail "$s $k low rate: oha failed"; return 0; }
+  oha_run "$f.low.json" "$k" -z 3s -q "$low_rate" --latency-correction \
+    || { fail "$s $k low rate: oha failed"; return 0; }
   $py ingest oha "$f.low.json" --records "$records" --scenario "$s" --kind "$k" --mode low --require-ok --set target_rate="$low_rate" \
     || fail "$s $k low rate: non-2xx answers or errors"
 }
 
 measure_new_tokens() { # scenario
   local s="$1" f="$raw/$1-new_token" d="${duration}s"
-  [ "$mode" = smoke ] && d=1s
-  taskset -c 1 wrk -t1 -c"$conns" -d"$d" --latency -s "$bench/lib/new_tokens.lua" "$url" -- \
+  if [ "$mode" = smoke ]; then smoke_new_tokens "$s"; return 0; fi
+  taskset -c "$c1" wrk -t1 -c"$conns" -d"$d" --latency -s "$bench/lib/new_tokens.lua" "$url" -- \
     "$run/new-tokens-sat.txt" "$bodies/call_1k.json" >"$f.sat.txt" 2>&1 || { fail "$s new_token: wrk failed"; return 0; }
   $py ingest wrk "$f.sat.txt" --records "$records" --scenario "$s" --kind new_token --mode saturation --require-ok \
     || fail "$s new_token: non-2xx answers or errors"
   # Unloaded latency of a first request (one connection, closed loop): wrk cannot hold a rate.
-  taskset -c 1 wrk -t1 -c1 -d"$( [ "$mode" = smoke ] && echo 1s || echo 2s )" --latency -s "$bench/lib/new_tokens.lua" "$url" -- \
+  taskset -c "$c1" wrk -t1 -c1 -d2s --latency -s "$bench/lib/new_tokens.lua" "$url" -- \
     "$run/new-tokens-c1.txt" "$bodies/call_1k.json" >"$f.c1.txt" 2>&1 || { fail "$s new_token c1: wrk failed"; return 0; }
   $py ingest wrk "$f.c1.txt" --records "$records" --scenario "$s" --kind new_token --mode one_connection --require-ok \
     || fail "$s new_token (1 connection): non-2xx answers or errors"
@@ -323,7 +421,7 @@ scenario() { # A|B|C|D
   local s="$1" authz_pid=
   say "scenario $s"
   if [ "$s" = D ]; then
-    start_bg authz 0 "$bench/target/release/mcpgate-bench-authz" --listen "127.0.0.1:$authz_port" \
+    start_bg authz 0 "$authz_bin" --listen "127.0.0.1:$authz_port" \
       --jwks "$jwks" --issuer "$issuer" --audience "$resource"
     authz_pid=$LAST_PID
     sleep 0.3
@@ -387,8 +485,7 @@ token_service() { # sqlite|postgres
     url_db="sqlite://$dir/mcpgate.db?mode=rwc"
   fi
   cp "$key" "$dir/signing-key.pem"
-  $py template "$bench/config/gateway.yaml.tmpl" "$dir/gateway.yaml" ENVOY_PORT=$envoy_port ADMIN_PORT=$admin_port \
-    BACKEND_PORT=$backend_port TS_PORT=$ts_port DATA="$dir" DATABASE_URL="$url_db" WASM="$wasm" JWKS_ADDRESS="127.0.0.1:$ts_port"
+  fill_gateway "$dir/gateway.yaml" "$dir" "$url_db" "127.0.0.1:$ts_port"
   local password="bench-password-$RANDOM$RANDOM"
   printf '%s\n' "$password" | "$ts_bin" user add --config "$dir/gateway.yaml" --username bench \
     --email bench@company.com --group engineering --password-stdin >"$logs/E-$db-user.log" 2>&1 \
@@ -401,7 +498,7 @@ token_service() { # sqlite|postgres
   fi
   local codes=2000 d="$duration"
   [ "$mode" = smoke ] && codes=100 d=1
-  taskset -c 1 "$tools_bin" tsload --base "http://127.0.0.1:$ts_port" --issuer "$issuer" --resource "$resource" \
+  timeout $((d + 120)) taskset -c "$c1" "$tools_bin" tsload --base "http://127.0.0.1:$ts_port" --issuer "$issuer" --resource "$resource" \
     --client-id bench-client --redirect-uri http://127.0.0.1:19999/callback --username bench --password "$password" \
     --codes "$codes" --concurrency "$ts_conc" --duration "$d" --upstream-path "${BENCH_UPSTREAM_TOKEN_PATH:-}" >"$f.tmp" 2>"$logs/E-$db-load.log" || true
   python3 - "$f.tmp" "$f" "$db" <<'EOF' || fail "E ($db): load client failed (see $f)"
@@ -421,8 +518,10 @@ for phase in ("authorize", "exchange", "refresh", "upstream_token"):
         print("    %-15s %s" % (phase, p.get("error")))
 if d.get("error"):
     print("    error:", d["error"]); sys.exit(1)
-if any((d.get(p) or {}).get("errors") for p in ("exchange", "refresh")):
-    sys.exit(1)
+bad = [p for p in ("authorize", "exchange", "refresh")
+       if (d.get(p) or {}).get("errors") or not (d.get(p) or {}).get("ok")]
+if bad:
+    print("    errors or no successful request in: %s" % ", ".join(bad)); sys.exit(1)
 EOF
   stop_pid "$tpid"
 }
@@ -440,10 +539,10 @@ stop_pid "$ts_pid"
 
 say "report"
 {
-  printf '{"mode":"%s","date":"%s","duration_s":%s,"connections":%s,"smoke_requests":%s,' "$mode" "$(date -u +%FT%TZ)" "$duration" "$conns" "$smoke_n"
-  printf '"wasm_bytes":%s,"keys_from":"%s","commit":"%s","dirty":%s,' "$wasm_bytes" "$keys_from" "$(git rev-parse --short HEAD)" "$([ -n "$(git status --porcelain -- filter token-service config policy protocol)" ] && echo true || echo false)"
+  printf '{"mode":"%s","date":"%s","duration_s":%s,"connections":%s,"smoke_requests":%s,"smoke_seconds":%s,' "$mode" "$(date -u +%FT%TZ)" "$duration" "$conns" "$smoke_n" "$smoke_secs"
+  printf '"wasm_bytes":%s,"keys_from":"%s","commit":"%s","dirty":%s,' "$wasm_bytes" "$keys_from" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$([ -n "$(git status --porcelain -- filter token-service config policy protocol 2>/dev/null)" ] && echo true || echo false)"
   printf '"cpu":"%s","cores":%s,"memory_gib":%s,"kernel":"%s",' "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "$(nproc)" "$(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo)" "$(uname -r)"
-  printf '"envoy":"%s","oha":"%s","wrk":"%s","measure_seconds":%s,' "$("$envoy" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -1)" "$("$oha" --version | head -1)" "$(wrk --version 2>&1 | head -1 | awk '{print $2}')" "$(( $(date +%s) - started ))"
+  printf '"envoy":"%s","oha":"%s","wrk":"%s","measure_seconds":%s,' "$("$envoy" --version | grep -o '1\.[0-9]*\.[0-9]*' | head -1)" "$oha_version" "$(wrk --version 2>&1 | head -1 | awk '{print $2}')" "$(( $(date +%s) - started ))"
   printf '"notes":%s,"failures":%s}\n' "$(printf '%s\n' "${notes[@]+"${notes[@]}"}" | python3 -c 'import json,sys; print(json.dumps([l.rstrip("\n") for l in sys.stdin if l.strip()]))')" \
     "$(printf '%s\n' "${failures[@]+"${failures[@]}"}" | python3 -c 'import json,sys; print(json.dumps([l.rstrip("\n") for l in sys.stdin if l.strip()]))')"
 } >"$raw/meta.json"

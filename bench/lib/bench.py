@@ -302,8 +302,12 @@ def ingest_wrk(path):
             d = json.loads(line)
     if d is None:
         raise SystemExit("no wrk summary in %s" % path)
-    return {"rps": d["rps"], "ok": d["requests"] - d["non2xx"], "non2xx": d["non2xx"], "errors": d["errors"],
-            "p50_us": d["p50_us"], "p99_us": d["p99_us"], "p999_us": d["p999_us"], "tokens_reused": d.get("wrapped", 0)}
+    rec = {"rps": d["rps"], "ok": d["requests"] - d["non2xx"], "non2xx": d["non2xx"], "errors": d["errors"],
+           "p50_us": d["p50_us"], "p99_us": d["p99_us"], "p999_us": d["p999_us"], "tokens_reused": d.get("wrapped", 0)}
+    if "checked" in d:
+        # bench/lib/mcp_request.lua checked every answer's body too.
+        rec.update({"checked": d["checked"], "wrong": d["wrong"], "first_wrong": d.get("first_wrong", "")})
+    return rec
 
 
 def cmd_ingest(a):
@@ -317,11 +321,16 @@ def cmd_ingest(a):
             rec[k] = v
     with open(a.records, "a") as f:
         f.write(json.dumps(rec) + "\n")
-    bad = rec["non2xx"] + rec["errors"]
-    print("  %-2s %-10s %-6s %9.0f req/s  p50 %7s µs  p99 %7s µs  p99.9 %7s µs%s" % (
-        a.scenario, a.kind, a.mode, rec["rps"] or 0, rec["p50_us"], rec["p99_us"], rec["p999_us"],
-        ("  (%d non-2xx, %d errors)" % (rec["non2xx"], rec["errors"])) if bad else ""))
-    if a.require_ok and bad:
+    bad = rec["non2xx"] + rec["errors"] + rec.get("wrong", 0)
+    checked = ("  %d answers checked" % rec["checked"]) if "checked" in rec else ""
+    print("  %-2s %-10s %-6s %9.0f req/s  p50 %7s µs  p99 %7s µs  p99.9 %7s µs%s%s" % (
+        a.scenario, a.kind, a.mode, rec["rps"] or 0, rec["p50_us"], rec["p99_us"], rec["p999_us"], checked,
+        ("  (%d wrong, %d non-2xx, %d errors)" % (rec.get("wrong", 0), rec["non2xx"], rec["errors"])) if bad else ""))
+    if rec.get("first_wrong"):
+        print("     first wrong answer: %s" % rec["first_wrong"][:400].replace("\r", "\\r").replace("\n", "\\n"))
+    if a.require_ok and (bad or rec.get("checked") == 0):
+        if rec.get("checked") == 0:
+            print("     no answer was checked")
         sys.exit(1)
 
 
