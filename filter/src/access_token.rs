@@ -3,7 +3,8 @@
 //!
 //! Order of checks: size and shape, header `alg` equal to the configured algorithm (jwt-simple
 //! would also accept `Ed25519` for EdDSA keys; the contract says exactly the configured name),
-//! `kid` present and known, signature, `iss`, `iat`/`nbf` not in the future, `exp` in the future
+//! header `typ` `at+jwt` (RFC 9068; the token service signs user assertions with the same key,
+//! `typ: JWT`, and those must never work as bearer tokens), `kid` present and known, signature, `iss`, `iat`/`nbf` not in the future, `exp` in the future
 //! (both with leeway). The audience and expiry are checked per request by
 //! [`AccessClaims::check_for_route`], so a verified token can be cached once and still be held
 //! to the route it is presented on.
@@ -26,6 +27,8 @@ use crate::jwks::KeySet;
 
 /// Larger tokens are rejected before any parsing (a TE is well under 1 KB).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// The only accepted JOSE `typ` (RFC 9068 §2.1; `application/at+jwt` is the same media type).
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// Leeway is capped so time arithmetic stays far from overflow whatever the configuration says.
 pub const MAX_LEEWAY_SECONDS: u64 = 24 * 3600;
 
@@ -83,6 +86,8 @@ pub enum TokenError {
     TooLarge,
     /// Header `alg` is not the configured algorithm (`HS256`, `none`, `ES256`, `Ed25519`, …).
     UnsupportedAlgorithm,
+    /// Header `typ` is not `at+jwt`: another kind of JWT (a user assertion, an ID token).
+    WrongType,
     MissingKeyId,
     /// `kid` is not in the key set: the caller may refresh the JWKS once and retry.
     UnknownKeyId,
@@ -93,6 +98,8 @@ pub enum TokenError {
     /// `iat` or `nbf` is in the future beyond the leeway.
     NotYetValid,
     MissingClaim(&'static str),
+    /// Its `jti` or its subject is on the token service's revocation list.
+    Revoked,
 }
 
 impl TokenError {
@@ -104,6 +111,7 @@ impl TokenError {
             TokenError::UnsupportedAlgorithm => {
                 "the access token is not signed with the accepted algorithm"
             }
+            TokenError::WrongType => "the token is not an access token",
             TokenError::MissingKeyId => "the access token has no key id",
             TokenError::UnknownKeyId => "the access token is signed with an unknown key",
             TokenError::BadSignature => "the access token signature is invalid",
@@ -112,6 +120,7 @@ impl TokenError {
             TokenError::Expired => "the access token has expired",
             TokenError::NotYetValid => "the access token is not valid yet",
             TokenError::MissingClaim(_) => "the access token lacks a required claim",
+            TokenError::Revoked => "token revoked",
         }
     }
 }
@@ -127,8 +136,9 @@ impl fmt::Display for TokenError {
 
 impl std::error::Error for TokenError {}
 
-/// The `kid` of a token's header, when it is well formed and uses the configured algorithm.
-/// Cheap (no signature check); lets the caller decide whether a JWKS refresh can help.
+/// The `kid` of a token's header, when it is well formed, uses the configured algorithm and is
+/// typed `at+jwt`. Cheap (no signature check); lets the caller decide whether a JWKS refresh can
+/// help.
 pub fn peek_kid(token: &str, algorithm: &str) -> Result<String, TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(TokenError::TooLarge);
@@ -140,10 +150,25 @@ pub fn peek_kid(token: &str, algorithm: &str) -> Result<String, TokenError> {
     if meta.algorithm() != algorithm {
         return Err(TokenError::UnsupportedAlgorithm);
     }
+    if !meta.signature_type().is_some_and(is_access_token_type) {
+        return Err(TokenError::WrongType);
+    }
     match meta.key_id() {
         Some(kid) if !kid.is_empty() => Ok(kid.to_owned()),
         _ => Err(TokenError::MissingKeyId),
     }
+}
+
+/// `at+jwt` or `application/at+jwt`, in any case (media type names are case-insensitive).
+fn is_access_token_type(typ: &str) -> bool {
+    const MEDIA_PREFIX: &str = "application/";
+    let typ = match typ.get(..MEDIA_PREFIX.len()) {
+        Some(prefix) if prefix.eq_ignore_ascii_case(MEDIA_PREFIX) => {
+            typ.get(MEDIA_PREFIX.len()..).unwrap_or_default()
+        }
+        _ => typ,
+    };
+    typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
 }
 
 /// Verify everything but the audience; `now` is unix seconds from the host clock.
@@ -206,7 +231,7 @@ pub fn verify_signed(
 
 /// The verified token's payload as JSON (for `claim` policy criteria); `Null` if it cannot be
 /// decoded again (it just was, by the verifier, so that does not happen).
-fn claims_json(token: &str) -> serde_json::Value {
+pub(crate) fn claims_json(token: &str) -> serde_json::Value {
     let Some(payload) = token.split('.').nth(1) else {
         return serde_json::Value::Null;
     };

@@ -42,9 +42,77 @@ fn token_signed_by_jwt_simple_verifies() {
         .with_issuer(ISSUER)
         .with_subject("u")
         .with_audience(ROUTE_A);
-    let token = pair.sign(claims).unwrap();
+    let at_jwt = HeaderOptions {
+        signature_type: Some("at+jwt".into()),
+        ..HeaderOptions::default()
+    };
+    let token = pair.sign_with_options(claims.clone(), &at_jwt).unwrap();
     let now = Clock::now_since_epoch().as_secs();
     assert!(verify(&token, &keys, &PARAMS, ROUTE_A, now).is_ok());
+    // jwt-simple's default `typ: JWT` is another kind of token.
+    let plain = pair.sign(claims).unwrap();
+    assert_eq!(
+        verify(&plain, &keys, &PARAMS, ROUTE_A, now).unwrap_err(),
+        TokenError::WrongType
+    );
+}
+
+#[test]
+fn only_at_jwt_typed_tokens_are_access_tokens() {
+    let (pair, keys) = setup();
+    let with_typ = |typ: Option<serde_json::Value>| {
+        let mut h = json!({"alg": "EdDSA", "kid": "k1"});
+        if let Some(typ) = typ {
+            h["typ"] = typ;
+        }
+        check(&sign_raw(&pair, &h, &claims(ROUTE_A)), &keys)
+    };
+    for ok in [
+        "at+jwt",
+        "AT+JWT",
+        "application/at+jwt",
+        "Application/At+JWT",
+    ] {
+        assert!(with_typ(Some(json!(ok))).is_ok(), "{ok}");
+    }
+    // A user assertion is signed with the same key, valid claims and all: `typ: JWT`.
+    for bad in [
+        "JWT",
+        "jwt",
+        "dpop+jwt",
+        "at+jwt ",
+        "at+jwtx",
+        "application/",
+        "application/jwt",
+        "xapplication/at+jwt",
+        "",
+        "é",
+        "applicatioé/at+jwt",
+    ] {
+        assert_eq!(
+            with_typ(Some(json!(bad))).unwrap_err(),
+            TokenError::WrongType,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(with_typ(None).unwrap_err(), TokenError::WrongType);
+    assert!(with_typ(Some(json!(1))).is_err());
+    assert_eq!(
+        peek_kid(
+            &sign_raw(
+                &pair,
+                &json!({"alg": "EdDSA", "typ": "JWT", "kid": "k1"}),
+                &claims(ROUTE_A)
+            ),
+            "EdDSA"
+        ),
+        Err(TokenError::WrongType)
+    );
+    assert_eq!(
+        TokenError::WrongType.description(),
+        "the token is not an access token"
+    );
+    assert_eq!(TokenError::Revoked.description(), "token revoked");
 }
 
 #[test]
@@ -209,6 +277,20 @@ fn audience_as_array() {
         verify(&t, &keys, &PARAMS, "http://x", NOW).unwrap_err(),
         TokenError::WrongAudience
     );
+    // A client-route or service-account TE names several routes.
+    c["aud"] = json!([ROUTE_A, ROUTE_B, "http://localhost:18080/app"]);
+    let t = token(&pair, &c);
+    let claims = verify_signed(&t, &keys, &PARAMS, NOW).unwrap();
+    assert_eq!(claims.audiences.len(), 3);
+    for aud in [ROUTE_A, ROUTE_B, "http://localhost:18080/app"] {
+        assert!(claims.check_for_route(aud, NOW, 5).is_ok(), "{aud}");
+    }
+    assert_eq!(
+        claims.check_for_route("http://localhost:18080/ap", NOW, 5),
+        Err(TokenError::WrongAudience)
+    );
+    c["aud"] = json!([ROUTE_A, 7]);
+    assert!(check(&token(&pair, &c), &keys).is_err());
     c["aud"] = json!([]);
     assert_eq!(
         check(&token(&pair, &c), &keys).unwrap_err(),

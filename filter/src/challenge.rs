@@ -116,7 +116,7 @@ pub fn unavailable(description: &str) -> LocalResponse {
 }
 
 /// RFC 7230 quoted-string content: escape `\` and `"`, drop control characters.
-fn quote(value: &str) -> String {
+pub(crate) fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
