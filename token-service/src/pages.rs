@@ -41,9 +41,12 @@ pub fn respond(status: StatusCode, markup: Markup) -> Response {
             "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
         ),
     );
+    // Not `no-referrer`: under it browsers send `Origin: null` on the page's own form posts,
+    // which the sign-in's login-CSRF check must refuse. `same-origin` still sends nothing (no
+    // query string with a code or state) to any other site.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     response
 }
