@@ -11,6 +11,12 @@
 //! bound to the route it was issued for; the slot is the key's first bytes modulo [`SLOTS`]; the
 //! value names its full key, so a collision or a stale value is a miss. Values hold no raw TE
 //! or cookie, only what the token service gave for them.
+//!
+//! A server route's entry is reused until the token service's `cache_until` (at most
+//! [`MAX_CACHE_SECONDS`]), so a steady stream of calls costs no call-out. It records when it was
+//! asked for: once the revocation list says the token service deleted the user's upstream token
+//! for the route at or after that moment (a disconnect, a refused refresh, a rejection), the entry
+//! is a miss.
 
 use mcpgate_protocol::jsonrpc::{Body, Kind};
 use serde_json::{json, Map, Value};
@@ -28,11 +34,11 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
 /// JSON-RPC error code when the upstream provider cannot be reached.
 pub const UPSTREAM_UNAVAILABLE_CODE: i64 = -32003;
-/// The longest the filter reuses an upstream token from its cache (the token service's
-/// `cache_until` bounds it too): a disconnect, or an upstream token the token service deleted,
-/// stops reaching the MCP server within this. Costs one call-out per user and route every few
-/// seconds, on routes with upstream OAuth only.
-pub const UPSTREAM_TOKEN_CACHE_SECONDS: u64 = 5;
+/// The longest the filter reuses a server route's cached credentials, whatever `cache_until`
+/// says: the revocation list names a deleted upstream token for an hour
+/// (`UPSTREAM_DISCONNECT_LISTED_SECS` in the token service), so a copy cached before the deletion
+/// must be gone by then.
+pub const MAX_CACHE_SECONDS: u64 = 3600;
 /// `error_description` of the upstream-authorization challenge.
 pub const UPSTREAM_AUTHORIZATION_REQUIRED: &str = "upstream authorization required";
 
@@ -120,42 +126,51 @@ pub struct Credentials {
 }
 
 impl Credentials {
-    /// Until when this answer may be reused from the shared cache (see
-    /// [`UPSTREAM_TOKEN_CACHE_SECONDS`]).
-    pub fn reuse_until(&self, now: u64) -> u64 {
-        match self.upstream_token {
-            Some(_) => self
-                .cache_until
-                .min(now.saturating_add(UPSTREAM_TOKEN_CACHE_SECONDS)),
-            None => self.cache_until,
-        }
+    /// Until when this answer, asked for at `fetched_at`, may be reused from the shared cache:
+    /// `cache_until`, and at most [`MAX_CACHE_SECONDS`] after `fetched_at`.
+    pub fn reuse_until(&self, fetched_at: u64) -> u64 {
+        self.cache_until
+            .min(fetched_at.saturating_add(MAX_CACHE_SECONDS))
     }
 
-    /// The cache entry, good until [`Credentials::reuse_until`].
-    pub fn encode(&self, key: &CacheKey, now: u64) -> Option<Vec<u8>> {
+    /// The cache entry for an answer to a call-out sent at `fetched_at`, good until
+    /// [`Credentials::reuse_until`].
+    pub fn encode(&self, key: &CacheKey, fetched_at: u64) -> Option<Vec<u8>> {
         encode_entry(
             key,
-            self.reuse_until(now),
+            self.reuse_until(fetched_at),
             &[
+                fetched_at.to_string().as_str(),
                 self.assertion.as_str(),
                 self.upstream_token.as_deref().unwrap_or_default(),
             ],
         )
     }
 
-    /// A cached entry for `key`, if it is one and still good. `upstream_oauth`: the route needs
-    /// an upstream token (an entry without one is a miss).
-    pub fn decode(value: &[u8], key: &CacheKey, now: u64, upstream_oauth: bool) -> Option<Self> {
+    /// A cached entry for `key`, if it is one and still good at `now`. `upstream_oauth`: the
+    /// route needs an upstream token (an entry without one is a miss). `disconnected_at`: when
+    /// the token service last deleted this user's upstream token for the route (the revocation
+    /// list); an upstream token fetched at or before then may be the deleted one, so a miss.
+    pub fn decode(
+        value: &[u8],
+        key: &CacheKey,
+        now: u64,
+        upstream_oauth: bool,
+        disconnected_at: Option<u64>,
+    ) -> Option<Self> {
         let fields = decode_entry(value, key, now)?;
-        let [assertion, upstream_token] = fields.as_slice() else {
+        let [fetched_at, assertion, upstream_token] = fields.as_slice() else {
             return None;
         };
+        let fetched_at: u64 = fetched_at.parse().ok()?;
         let credentials = Credentials {
             assertion: (*assertion).to_owned(),
             upstream_token: (!upstream_token.is_empty()).then(|| (*upstream_token).to_owned()),
             cache_until: 0,
         };
-        credentials.valid_for(upstream_oauth).then_some(credentials)
+        let disconnected = credentials.upstream_token.is_some()
+            && disconnected_at.is_some_and(|at| fetched_at <= at);
+        (credentials.valid_for(upstream_oauth) && !disconnected).then_some(credentials)
     }
 
     fn valid_for(&self, upstream_oauth: bool) -> bool {
@@ -446,23 +461,25 @@ mod tests {
             upstream_token: Some("gho_123".into()),
             cache_until: 200,
         };
-        let value = creds.encode(&key, 195).unwrap();
-        let got = Credentials::decode(&value, &key, 100, true).unwrap();
+        let value = creds.encode(&key, 95).unwrap();
+        let got = Credentials::decode(&value, &key, 100, true, None).unwrap();
         assert_eq!(got.assertion, "a.b.c");
         assert_eq!(got.upstream_token.as_deref(), Some("gho_123"));
+        // Reused until the token service's cache_until, however many calls come meanwhile.
+        assert_eq!(creds.reuse_until(95), 200);
+        assert!(Credentials::decode(&value, &key, 199, true, None).is_some());
         // Expired, another key in the slot, unreadable, empty: misses.
-        assert!(Credentials::decode(&value, &key, 200, true).is_none());
-        // An upstream token is reused for a few seconds at most.
-        assert_eq!(creds.reuse_until(100), 100 + UPSTREAM_TOKEN_CACHE_SECONDS);
-        assert_eq!(creds.reuse_until(199), 200);
-        let value = creds.encode(&key, 100).unwrap();
-        assert!(Credentials::decode(&value, &key, 104, true).is_some());
-        assert!(Credentials::decode(&value, &key, 105, true).is_none());
-        assert!(Credentials::decode(&value, &cache_key("s", "r", "u"), 100, true).is_none());
-        assert!(Credentials::decode(b"", &key, 100, true).is_none());
-        assert!(Credentials::decode(b"\xff\xfe", &key, 100, true).is_none());
+        assert!(Credentials::decode(&value, &key, 200, true, None).is_none());
+        assert!(Credentials::decode(&value, &cache_key("s", "r", "u"), 100, true, None).is_none());
+        assert!(Credentials::decode(b"", &key, 100, true, None).is_none());
+        assert!(Credentials::decode(b"\xff\xfe", &key, 100, true, None).is_none());
+        // An entry without the moment it was fetched (the format before it had one): a miss.
+        let old = encode_entry(&key, 200, &["a.b.c", "gho_123"]).unwrap();
+        assert!(Credentials::decode(&old, &key, 100, true, None).is_none());
+        let garbled = encode_entry(&key, 200, &["x", "a.b.c", "gho_123"]).unwrap();
+        assert!(Credentials::decode(&garbled, &key, 100, true, None).is_none());
         // An upstream token on a route without upstream OAuth, or none where one is needed.
-        assert!(Credentials::decode(&value, &key, 100, false).is_none());
+        assert!(Credentials::decode(&value, &key, 100, false, None).is_none());
         let plain = Credentials {
             upstream_token: None,
             ..creds.clone()
@@ -470,9 +487,9 @@ mod tests {
         // An assertion alone: the token service's cache_until.
         assert_eq!(plain.reuse_until(100), 200);
         let value = plain.encode(&key, 100).unwrap();
-        assert!(Credentials::decode(&value, &key, 199, false).is_some());
-        assert!(Credentials::decode(&value, &key, 100, false).is_some());
-        assert!(Credentials::decode(&value, &key, 100, true).is_none());
+        assert!(Credentials::decode(&value, &key, 199, false, None).is_some());
+        assert!(Credentials::decode(&value, &key, 100, false, None).is_some());
+        assert!(Credentials::decode(&value, &key, 100, true, None).is_none());
         // Fields that would break the format are not stored.
         assert!(encode_entry(&key, 1, &["a\nb"]).is_none());
         let v = encode_entry(&key, 300, &["x", "", "z"]).unwrap();
@@ -481,6 +498,58 @@ mod tests {
         let mut bad = v.clone();
         bad.truncate(64);
         assert_eq!(decode_entry(&bad, &key, 1), None);
+    }
+
+    #[test]
+    fn entries_never_outlive_an_hour() {
+        let key = cache_key("s", "r", "t");
+        let creds = Credentials {
+            assertion: "a.b.c".into(),
+            upstream_token: Some("gho_123".into()),
+            cache_until: 1_000_000,
+        };
+        assert_eq!(creds.reuse_until(1000), 1000 + MAX_CACHE_SECONDS);
+        let value = creds.encode(&key, 1000).unwrap();
+        assert!(
+            Credentials::decode(&value, &key, 1000 + MAX_CACHE_SECONDS - 1, true, None).is_some()
+        );
+        assert!(Credentials::decode(&value, &key, 1000 + MAX_CACHE_SECONDS, true, None).is_none());
+        let plain = Credentials {
+            upstream_token: None,
+            ..creds
+        };
+        assert_eq!(plain.reuse_until(1000), 1000 + MAX_CACHE_SECONDS);
+        assert_eq!(plain.reuse_until(u64::MAX), 1_000_000);
+    }
+
+    #[test]
+    fn a_disconnect_at_or_after_the_fetch_is_a_miss() {
+        let key = cache_key("s", "r", "t");
+        let creds = Credentials {
+            assertion: "a.b.c".into(),
+            upstream_token: Some("gho_123".into()),
+            cache_until: 500,
+        };
+        let value = creds.encode(&key, 100).unwrap();
+        let decode =
+            |disconnected_at| Credentials::decode(&value, &key, 150, true, disconnected_at);
+        assert!(decode(None).is_some());
+        // Disconnected before the fetch: the entry holds the token stored since.
+        assert!(decode(Some(99)).is_some());
+        // At (same second: it may have been read before the deletion) or after: a miss.
+        assert!(decode(Some(100)).is_none());
+        assert!(decode(Some(140)).is_none());
+        assert!(decode(Some(u64::MAX)).is_none());
+        // The entry fetched again after the disconnect is good.
+        let again = creds.encode(&key, 141).unwrap();
+        assert!(Credentials::decode(&again, &key, 150, true, Some(140)).is_some());
+        // Entries without an upstream token carry nothing a disconnect takes away.
+        let plain = Credentials {
+            upstream_token: None,
+            ..creds
+        };
+        let value = plain.encode(&key, 100).unwrap();
+        assert!(Credentials::decode(&value, &key, 150, false, Some(140)).is_some());
     }
 
     #[test]

@@ -472,20 +472,24 @@ impl Vm {
         self.internal_failures = 0;
     }
 
+    /// `disconnected_at`: when the token service last deleted the user's upstream token for the
+    /// route (an entry fetched at or before then is a miss).
     fn cached_credentials(
         &self,
         key: &CacheKey,
         now: u64,
         upstream_oauth: bool,
+        disconnected_at: Option<u64>,
     ) -> Option<Credentials> {
         let name = credentials::slot_name(CREDENTIALS_TABLE, key);
         let (value, _) = hostcalls::get_shared_data(&name).ok()?;
-        Credentials::decode(&value?, key, now, upstream_oauth)
+        Credentials::decode(&value?, key, now, upstream_oauth, disconnected_at)
     }
 
-    fn store_credentials(&self, key: &CacheKey, value: &Credentials, now: u64) {
-        if value.reuse_until(now) > now {
-            if let Some(entry) = value.encode(key, now) {
+    /// `fetched_at`: when the call-out that answered `value` was sent.
+    fn store_credentials(&self, key: &CacheKey, value: &Credentials, fetched_at: u64, now: u64) {
+        if value.reuse_until(fetched_at) > now {
+            if let Some(entry) = value.encode(key, fetched_at) {
                 let name = credentials::slot_name(CREDENTIALS_TABLE, key);
                 let _ = hostcalls::set_shared_data(&name, Some(&entry), None);
             }
@@ -543,11 +547,12 @@ impl Vm {
 
     fn install_revocations(&mut self, list: Revocations, etag: String, cas: Option<u32>) {
         if list != self.revocations {
-            let (jtis, subjects) = list.counts();
+            let (jtis, subjects, disconnects) = list.counts();
             log(
                 LogLevel::Info,
                 &format!(
-                    "mcpgate: revocation list loaded: {jtis} token id(s), {subjects} subject(s)"
+                    "mcpgate: revocation list loaded: {jtis} token id(s), {subjects} subject(s), \
+                     {disconnects} upstream disconnect(s)"
                 ),
             );
             self.revocations = list;
@@ -936,9 +941,19 @@ impl Creds {
 /// The request context's outstanding call-out.
 enum Call {
     Keys,
-    Credentials { route: usize, key: CacheKey },
-    Session { route: usize, key: CacheKey },
-    UpstreamRejected { route: usize },
+    /// `fetched_at`: when the call-out was sent (the cache entry records it).
+    Credentials {
+        route: usize,
+        key: CacheKey,
+        fetched_at: u64,
+    },
+    Session {
+        route: usize,
+        key: CacheKey,
+    },
+    UpstreamRejected {
+        route: usize,
+    },
 }
 
 /// What an upstream rejection needs: only on routes with upstream OAuth, only until the response
@@ -1382,7 +1397,15 @@ impl Http {
                 token: token.to_owned(),
             });
         }
-        if let Some(cached) = vm.cached_credentials(&key, now, r.upstream_oauth) {
+        // Without the caller's identity (not reached: accepted first) no cached upstream token
+        // is trusted.
+        let disconnected_at = match &self.request {
+            Some(request) => vm
+                .revocations
+                .disconnected_at(&request.identity.user, &r.resource),
+            None => Some(u64::MAX),
+        };
+        if let Some(cached) = vm.cached_credentials(&key, now, r.upstream_oauth, disconnected_at) {
             vm.bump_labelled("mcpgate_credentials_total", "cache_hit", "");
             drop(vm);
             if self.install_credentials(&cached, r.upstream_oauth) {
@@ -1395,7 +1418,14 @@ impl Http {
         let body = credentials::request_body(&r.resource, token);
         match vm.dispatch_internal("POST", paths::INTERNAL_CREDENTIALS, Some(&body), None) {
             Ok(id) => {
-                self.call = Some((id, Call::Credentials { route, key }));
+                self.call = Some((
+                    id,
+                    Call::Credentials {
+                        route,
+                        key,
+                        fetched_at: now,
+                    },
+                ));
                 self.creds = Creds::Pending;
                 None
             }
@@ -1430,7 +1460,13 @@ impl Http {
     }
 
     /// The credentials call-out answered.
-    fn on_credentials_answer(&mut self, route: usize, key: CacheKey, body_size: usize) {
+    fn on_credentials_answer(
+        &mut self,
+        route: usize,
+        key: CacheKey,
+        fetched_at: u64,
+        body_size: usize,
+    ) {
         let Some(vm_rc) = self.vm.clone() else { return };
         let mut vm = vm_rc.borrow_mut();
         let config = Rc::clone(&vm.config);
@@ -1452,7 +1488,7 @@ impl Http {
             CredentialsAnswer::Granted(creds) => {
                 vm.internal_ok();
                 vm.bump_labelled("mcpgate_credentials_total", "granted", "");
-                vm.store_credentials(&key, &creds, now);
+                vm.store_credentials(&key, &creds, fetched_at, now);
                 drop(vm);
                 if self.answered() {
                     return;
@@ -2109,7 +2145,11 @@ impl Context for Http {
         }
         match call {
             Call::Keys => self.on_keys_answer(body_size),
-            Call::Credentials { route, key } => self.on_credentials_answer(route, key, body_size),
+            Call::Credentials {
+                route,
+                key,
+                fetched_at,
+            } => self.on_credentials_answer(route, key, fetched_at, body_size),
             Call::Session { route, key } => self.on_session_answer(route, key, body_size),
             Call::UpstreamRejected { route } => self.on_upstream_rejected_answer(route),
         }

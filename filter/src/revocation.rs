@@ -1,25 +1,32 @@
 //! The token service's revocation list (`GET /internal/v1/revocations`): access-token ids revoked
-//! and not yet expired, and revoked subjects (service accounts). Pure: parsing, the shared-data
-//! value, the poll schedule and the answer's classification; the host layer does the I/O.
+//! and not yet expired, revoked subjects (service accounts), and the users' upstream tokens
+//! deleted within the last hour (`disconnected`: a cached copy fetched at or before then is not
+//! reused). Pure: parsing, the shared-data value, the poll schedule and the answer's
+//! classification; the host layer does the I/O.
 //!
 //! One VM at a time polls (a lease in shared data, like the JWKS refresh) every
 //! `revocations_refresh_seconds` with `If-None-Match`, publishes a changed list to shared data as
 //! `<etag>\n<document>`, and every VM adopts a new version on its next tick. A list that cannot
 //! be fetched is kept: the last one stays in force however old it gets.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+
+use serde_json::Value;
 
 /// Upper bound on the document (tens of thousands of ids).
 pub const MAX_REVOCATIONS_BYTES: usize = 4 << 20;
 /// A poll that has not answered after this long is considered lost.
 pub const FETCH_TIMEOUT_SECONDS: u64 = 5;
 
-/// The revoked token ids and subjects.
+/// The revoked token ids and subjects, and the upstream disconnects.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocations {
     jtis: HashSet<String>,
     subjects: HashSet<String>,
+    /// sub → route resource URL → the latest moment (unix seconds) the token service deleted the
+    /// user's upstream token for the route.
+    disconnected: HashMap<String, HashMap<String, u64>>,
 }
 
 impl Revocations {
@@ -33,7 +40,14 @@ impl Revocations {
         Ok(Revocations {
             jtis: strings(object.get("jtis"))?,
             subjects: strings(object.get("subjects"))?,
+            disconnected: disconnects(object.get("disconnected"))?,
         })
+    }
+
+    /// When the token service last deleted `sub`'s upstream token for `route` (within the hour
+    /// the list covers), if it did.
+    pub fn disconnected_at(&self, sub: &str, route: &str) -> Option<u64> {
+        self.disconnected.get(sub)?.get(route).copied()
     }
 
     /// True when the token's `jti` or its subject is listed.
@@ -41,18 +55,23 @@ impl Revocations {
         jti.is_some_and(|jti| self.jtis.contains(jti)) || self.subjects.contains(sub)
     }
 
-    /// (revoked token ids, revoked subjects)
-    pub fn counts(&self) -> (usize, usize) {
-        (self.jtis.len(), self.subjects.len())
+    /// (revoked token ids, revoked subjects, upstream disconnects)
+    pub fn counts(&self) -> (usize, usize, usize) {
+        (
+            self.jtis.len(),
+            self.subjects.len(),
+            self.disconnected.values().map(HashMap::len).sum(),
+        )
     }
 
+    /// No token id or subject is revoked (disconnects do not count: they revoke no token).
     pub fn is_empty(&self) -> bool {
         self.jtis.is_empty() && self.subjects.is_empty()
     }
 }
 
 /// A member that is absent or an array of strings (empty ones are dropped: they match nothing).
-fn strings(member: Option<&serde_json::Value>) -> Result<HashSet<String>, RevocationsError> {
+fn strings(member: Option<&Value>) -> Result<HashSet<String>, RevocationsError> {
     let Some(member) = member else {
         return Ok(HashSet::new());
     };
@@ -66,6 +85,38 @@ fn strings(member: Option<&serde_json::Value>) -> Result<HashSet<String>, Revoca
                 .ok_or(RevocationsError::NotValid)
         })
         .collect()
+}
+
+/// A member that is absent or an array of `{"sub", "route", "at"}` objects (strings, and unix
+/// seconds); the latest `at` per (sub, route) counts. Items with an empty sub or route are
+/// dropped: they match nothing.
+fn disconnects(
+    member: Option<&Value>,
+) -> Result<HashMap<String, HashMap<String, u64>>, RevocationsError> {
+    let mut out: HashMap<String, HashMap<String, u64>> = HashMap::new();
+    let Some(member) = member else {
+        return Ok(out);
+    };
+    for item in member.as_array().ok_or(RevocationsError::NotValid)? {
+        let field = |name: &str| item.get(name).ok_or(RevocationsError::NotValid);
+        let (Some(sub), Some(route), Some(at)) = (
+            field("sub")?.as_str(),
+            field("route")?.as_str(),
+            field("at")?.as_u64(),
+        ) else {
+            return Err(RevocationsError::NotValid);
+        };
+        if sub.is_empty() || route.is_empty() {
+            continue;
+        }
+        let latest = out
+            .entry(sub.to_owned())
+            .or_default()
+            .entry(route.to_owned())
+            .or_insert(at);
+        *latest = (*latest).max(at);
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +133,8 @@ impl fmt::Display for RevocationsError {
                 "revocation list is larger than {MAX_REVOCATIONS_BYTES} bytes"
             ),
             RevocationsError::NotValid => f.write_str(
-                "revocation list is not a JSON object with \"jtis\" and \"subjects\" string arrays",
+                "revocation list is not a JSON object with \"jtis\" and \"subjects\" string \
+                 arrays and a \"disconnected\" array of {\"sub\", \"route\", \"at\"}",
             ),
         }
     }
@@ -198,7 +250,7 @@ mod tests {
     #[test]
     fn parses_and_matches_jtis_and_subjects() {
         let r = Revocations::parse(br#"{"jtis":["j1","j2",""],"subjects":["sa:1"]}"#).unwrap();
-        assert_eq!(r.counts(), (2, 1));
+        assert_eq!(r.counts(), (2, 1, 0));
         assert!(r.is_revoked(Some("j1"), "user"));
         assert!(r.is_revoked(Some("j2"), "user"));
         assert!(r.is_revoked(None, "sa:1"));
@@ -212,6 +264,61 @@ mod tests {
         assert!(Revocations::parse(b"{}").unwrap().is_empty());
         // Unknown members are tolerated (the token service may add some).
         assert!(Revocations::parse(br#"{"jtis":["a"],"version":3}"#).is_ok());
+    }
+
+    #[test]
+    fn parses_upstream_disconnects() {
+        const GH: &str = "http://localhost:18080/github";
+        let r = Revocations::parse(
+            br#"{"jtis":[],"subjects":[],"disconnected":[
+                {"sub":"alice","route":"http://localhost:18080/github","at":1700000000},
+                {"sub":"alice","route":"http://localhost:18080/github","at":1699999990},
+                {"sub":"alice","route":"http://localhost:18080/gitlab","at":1700000005,"x":1},
+                {"sub":"bob","route":"http://localhost:18080/github","at":1700000001},
+                {"sub":"","route":"http://localhost:18080/github","at":1},
+                {"sub":"carol","route":"","at":1}
+            ]}"#,
+        )
+        .unwrap();
+        // The latest moment per (sub, route); empty names match nothing.
+        assert_eq!(r.disconnected_at("alice", GH), Some(1_700_000_000));
+        assert_eq!(
+            r.disconnected_at("alice", "http://localhost:18080/gitlab"),
+            Some(1_700_000_005)
+        );
+        assert_eq!(r.disconnected_at("bob", GH), Some(1_700_000_001));
+        assert_eq!(
+            r.disconnected_at("bob", "http://localhost:18080/gitlab"),
+            None
+        );
+        assert_eq!(r.disconnected_at("carol", GH), None);
+        assert_eq!(r.disconnected_at("", GH), None);
+        assert_eq!(r.counts(), (0, 0, 3));
+        // Disconnects revoke no token.
+        assert!(r.is_empty());
+        assert!(!r.is_revoked(None, "alice"));
+        assert_eq!(
+            Revocations::parse(br#"{"disconnected":[]}"#).unwrap(),
+            Revocations::default()
+        );
+        for bad in [
+            &br#"{"disconnected":{}}"#[..],
+            br#"{"disconnected":[1]}"#,
+            br#"{"disconnected":[{"sub":"a","route":"r"}]}"#,
+            br#"{"disconnected":[{"sub":"a","route":"r","at":-1}]}"#,
+            br#"{"disconnected":[{"sub":"a","route":"r","at":1.5}]}"#,
+            br#"{"disconnected":[{"sub":"a","route":"r","at":"1"}]}"#,
+            br#"{"disconnected":[{"sub":1,"route":"r","at":1}]}"#,
+            br#"{"disconnected":[{"route":"r","at":1}]}"#,
+            br#"{"disconnected":[{"sub":"a","route":null,"at":1}]}"#,
+        ] {
+            assert_eq!(
+                Revocations::parse(bad),
+                Err(RevocationsError::NotValid),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ use subtle::ConstantTimeEq;
 use crate::access_token::{self, Grant, TokenClaims};
 use crate::app::{now, AppState, SharedState};
 use crate::assertion::{self, Subject};
+use crate::store::UPSTREAM_DISCONNECT_LISTED_SECS;
 use crate::upstream_tokens::{self, Fresh};
 use crate::users::UserClaims;
 use crate::{opaque_token, service_accounts};
@@ -549,7 +550,9 @@ async fn upstream_rejected_handler(State(state): State<SharedState>, body: Body)
 
 // --- GET /internal/v1/revocations ---------------------------------------------------------------
 
-/// The revocation list: revoked, unexpired access-token ids and revoked service-account subjects.
+/// The revocation list: revoked, unexpired access-token ids, revoked service-account subjects,
+/// and the upstream tokens deleted within the last hour (`disconnected`: the filter drops any
+/// copy of the user's upstream token for that route it cached at or before `at`).
 pub async fn revocations(state: &AppState, t: i64) -> anyhow::Result<Value> {
     let jtis = state.store.revoked_access_token_ids(t).await?;
     let a = &state.config.authorization_server;
@@ -560,7 +563,14 @@ pub async fn revocations(state: &AppState, t: i64) -> anyhow::Result<Value> {
         crate::app::secs(a.access_token_lifetime),
         crate::app::secs(a.leeway),
     );
-    Ok(json!({"jtis": jtis, "subjects": subjects}))
+    let disconnected: Vec<Value> = state
+        .store
+        .upstream_disconnects(t - UPSTREAM_DISCONNECT_LISTED_SECS)
+        .await?
+        .into_iter()
+        .map(|(sub, route, at)| json!({"sub": sub, "route": route, "at": at}))
+        .collect();
+    Ok(json!({"jtis": jtis, "subjects": subjects, "disconnected": disconnected}))
 }
 
 fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {

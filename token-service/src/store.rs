@@ -13,6 +13,10 @@ use sqlx::Row;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How long an upstream disconnect stays in the revocation list (and in the database). The
+/// filter reuses no upstream token it cached longer than this.
+pub const UPSTREAM_DISCONNECT_LISTED_SECS: i64 = 3600;
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -667,6 +671,52 @@ impl Store {
             .collect()
     }
 
+    // --- upstream disconnects (for the revocation list) ----------------------------------
+
+    /// Notes that `username`'s upstream token for `route` was deleted at `at`; a row keeps the
+    /// latest moment.
+    pub async fn record_upstream_disconnect(
+        &self,
+        username: &str,
+        route: &str,
+        at: i64,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "INSERT INTO upstream_disconnects (username, route, disconnected_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (username, route) DO UPDATE SET disconnected_at = $3 \
+             WHERE upstream_disconnects.disconnected_at < $3",
+        )
+        .bind(username)
+        .bind(route)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Upstream disconnects later than `since`: (username, route, at), sorted.
+    pub async fn upstream_disconnects(
+        &self,
+        since: i64,
+    ) -> anyhow::Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT username, route, disconnected_at FROM upstream_disconnects \
+             WHERE disconnected_at > $1 ORDER BY username, route",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("username")?,
+                    r.try_get("route")?,
+                    r.try_get("disconnected_at")?,
+                ))
+            })
+            .collect()
+    }
+
     // --- housekeeping --------------------------------------------------------------------
 
     /// Deletes expired rows; returns how many.
@@ -689,6 +739,11 @@ impl Store {
                 .await?
                 .rows_affected();
         }
+        total += sqlx::query("DELETE FROM upstream_disconnects WHERE disconnected_at <= $1")
+            .bind(now - UPSTREAM_DISCONNECT_LISTED_SECS)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(total)
     }
 }
@@ -980,7 +1035,51 @@ mod tests {
             vec!["jti1".to_string()]
         );
 
+        // Upstream disconnects: one row per (user, route) with the latest moment, listed for an
+        // hour.
+        store
+            .record_upstream_disconnect("alice", "http://r/gh", t)
+            .await
+            .expect("disconnect");
+        store
+            .record_upstream_disconnect("alice", "http://r/gh", t - 5)
+            .await
+            .expect("an older one");
+        store
+            .record_upstream_disconnect("alice", "http://r/gl", t - 10)
+            .await
+            .expect("another route");
+        store
+            .record_upstream_disconnect("bob", "http://r/gh", t - 4000)
+            .await
+            .expect("an old one");
+        assert_eq!(
+            store.upstream_disconnects(t - 3600).await.expect("list"),
+            vec![
+                ("alice".to_string(), "http://r/gh".to_string(), t),
+                ("alice".to_string(), "http://r/gl".to_string(), t - 10),
+            ]
+        );
+        store
+            .record_upstream_disconnect("alice", "http://r/gl", t + 1)
+            .await
+            .expect("a later one");
+        assert_eq!(
+            store.upstream_disconnects(t).await.expect("list"),
+            vec![("alice".to_string(), "http://r/gl".to_string(), t + 1)]
+        );
+        store
+            .purge_expired(t)
+            .await
+            .expect("purge an old disconnect");
+        assert_eq!(store.upstream_disconnects(0).await.expect("list").len(), 2);
+
         assert!(store.purge_expired(t + 100_000).await.expect("purge") >= 5);
+        assert!(store
+            .upstream_disconnects(0)
+            .await
+            .expect("list")
+            .is_empty());
         assert_eq!(store.code("c1").await.expect("code"), None);
         assert!(!store.is_access_token_revoked("jti2").await.expect("purged"));
     }

@@ -328,13 +328,30 @@ pub async fn store(
     Ok(())
 }
 
-async fn delete(pool: &AnyPool, username: &str, route: &str) -> anyhow::Result<()> {
-    sqlx::query("DELETE FROM upstream_tokens WHERE username = $1 AND route = $2")
+/// Deletes the user's token for `route`; true when there was one (then the disconnect is
+/// recorded for the revocation list).
+async fn delete(state: &AppState, username: &str, route: &str) -> anyhow::Result<bool> {
+    let deleted = sqlx::query("DELETE FROM upstream_tokens WHERE username = $1 AND route = $2")
         .bind(username)
         .bind(route)
-        .execute(pool)
-        .await?;
-    Ok(())
+        .execute(state.store.pool())
+        .await?
+        .rows_affected()
+        > 0;
+    if deleted {
+        record_disconnect(state, username, route).await?;
+    }
+    Ok(deleted)
+}
+
+/// Lists a deleted token's (user, route) in the revocation list, so the filter stops reusing a
+/// copy it cached. The moment is taken after the deletion: a copy the filter asked for at or
+/// before it may be the deleted token.
+async fn record_disconnect(state: &AppState, username: &str, route: &str) -> anyhow::Result<()> {
+    state
+        .store
+        .record_upstream_disconnect(username, route, now())
+        .await
 }
 
 /// `None` when the user has no usable upstream token for `route` (none stored, or expired with
@@ -372,23 +389,21 @@ pub async fn forget(
     username: &str,
     route: Option<&ServerRoute>,
 ) -> anyhow::Result<()> {
-    let pool = state.store.pool();
-    let deleted = match route {
-        Some(route) => {
-            sqlx::query("DELETE FROM upstream_tokens WHERE username = $1 AND route = $2")
+    let routes: Vec<String> = match route {
+        Some(route) => vec![route.resource.clone()],
+        None => {
+            sqlx::query_scalar("SELECT route FROM upstream_tokens WHERE username = $1")
                 .bind(username)
-                .bind(&route.resource)
-                .execute(pool)
+                .fetch_all(state.store.pool())
                 .await?
         }
-        None => {
-            sqlx::query("DELETE FROM upstream_tokens WHERE username = $1")
-                .bind(username)
-                .execute(pool)
-                .await?
+    };
+    let mut deleted = 0u64;
+    for route in &routes {
+        if delete(state, username, route).await? {
+            deleted += 1;
         }
     }
-    .rows_affected();
     tracing::info!(
         target: "mcpgate::audit",
         event = "upstream_disconnect",
@@ -491,7 +506,7 @@ async fn gone(
     route: &ServerRoute,
     why: &str,
 ) -> anyhow::Result<Fresh> {
-    delete(state.store.pool(), username, &route.resource).await?;
+    delete(state, username, &route.resource).await?;
     tracing::info!(target: "mcpgate::audit", event = "upstream_disconnect", user = %username, route = %route.resource, reason = why);
     Ok(Fresh::NotConnected)
 }
@@ -598,14 +613,18 @@ async fn refresh_with_lease(
             }))
         }
         Err(ProviderError::Rejected(reason)) => {
-            sqlx::query(
+            let deleted = sqlx::query(
                 "DELETE FROM upstream_tokens WHERE username = $1 AND route = $2 AND lease_owner = $3",
             )
             .bind(username)
             .bind(&route.resource)
             .bind(owner)
             .execute(pool)
-            .await?;
+            .await?
+            .rows_affected();
+            if deleted > 0 {
+                record_disconnect(state, username, &route.resource).await?;
+            }
             tracing::info!(target: "mcpgate::audit", event = "upstream_refresh_failed", user = %username, route = %route.resource, outcome = "deleted", reason = %reason);
             Ok(Some(Fresh::NotConnected))
         }

@@ -17,6 +17,8 @@ use mcpgate_token_service::app::{now, router, AppState};
 use mcpgate_token_service::authorize::{sign_in_redirect, validate_return_to};
 use mcpgate_token_service::internal_api::{self, InternalSecret};
 use mcpgate_token_service::service_accounts::{self, Created, NewAccount};
+use mcpgate_token_service::upstream_oauth::TokenSet;
+use mcpgate_token_service::upstream_tokens;
 use mcpgate_token_service::users::{self, UserClaims};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -512,7 +514,10 @@ async fn credentials_happy_path_and_refusals() {
 async fn revocation_list_has_an_etag() {
     let h = harness().await;
     let first = h.revocations().await;
-    assert_eq!(first.json(), json!({"jtis": [], "subjects": []}));
+    assert_eq!(
+        first.json(),
+        json!({"jtis": [], "subjects": [], "disconnected": []})
+    );
     let etag = first.header(header::ETAG).expect("etag");
     let again = h
         .internal_call(
@@ -545,6 +550,124 @@ async fn revocation_list_has_an_etag() {
     assert_eq!(changed.status, StatusCode::OK);
     assert_eq!(changed.json()["jtis"], json!(["some-jti"]));
     assert_ne!(changed.header(header::ETAG), Some(etag));
+}
+
+impl Harness {
+    /// The revocation list when it differs from `etag`'s: (status, ETag, body).
+    async fn revocations_since(&self, etag: Option<&str>) -> (StatusCode, String, Value) {
+        let mut req = Request::get("/internal/v1/revocations")
+            .header(header::AUTHORIZATION, format!("Bearer {SECRET}"));
+        if let Some(etag) = etag {
+            req = req.header(header::IF_NONE_MATCH, etag);
+        }
+        let reply = send(&self.internal, req.body(Body::empty()).expect("request")).await;
+        let body = if reply.status == StatusCode::OK {
+            reply.json()
+        } else {
+            Value::Null
+        };
+        (
+            reply.status,
+            reply.header(header::ETAG).expect("etag"),
+            body,
+        )
+    }
+
+    /// Stores an upstream token for `username` on GITHUB, as the connect callback does.
+    async fn connect_github(&self, username: &str) {
+        let route = self
+            .state
+            .routes
+            .iter()
+            .find(|r| r.resource == GITHUB)
+            .expect("route");
+        let tokens = TokenSet {
+            access_token: format!("gho-{username}"),
+            refresh_token: None,
+            expires_in: Some(3600),
+            scope: None,
+        };
+        upstream_tokens::store(&self.state, username, route, &tokens, now())
+            .await
+            .expect("store upstream token");
+    }
+}
+
+#[tokio::test]
+async fn upstream_disconnects_reach_the_revocation_list() {
+    let h = harness().await;
+    let (status, etag, body) = h.revocations_since(None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["disconnected"], json!([]));
+
+    // Connected: the credentials carry the upstream token; nothing is listed.
+    h.connect_github("alice").await;
+    let (gh, _) = h.te("alice", &["eng"], GITHUB).await;
+    let granted = h.credentials(GITHUB, &gh).await;
+    assert_eq!(granted.status, StatusCode::OK, "{}", granted.text());
+    assert_eq!(granted.json()["upstream_token"], "gho-alice");
+    let (status, _, _) = h.revocations_since(Some(&etag)).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+
+    // The MCP server rejected it: deleted and listed, under a new ETag.
+    let before = now();
+    let rejected = h
+        .internal_post(
+            "/internal/v1/upstream_rejected",
+            json!({"route": GITHUB, "token": gh}),
+        )
+        .await;
+    assert_eq!(rejected.status, StatusCode::NO_CONTENT);
+    let (status, etag2, body) = h.revocations_since(Some(&etag)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(etag2, etag);
+    let listed = body["disconnected"].as_array().expect("disconnected");
+    assert_eq!(listed.len(), 1, "{body}");
+    assert_eq!(listed[0]["sub"], "alice");
+    assert_eq!(listed[0]["route"], GITHUB);
+    let at = listed[0]["at"].as_i64().expect("at");
+    assert!(at >= before && at <= now(), "{at}");
+    assert!(!body.to_string().contains("gho-"), "no token in the list");
+    assert_eq!(
+        h.credentials(GITHUB, &gh).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Disconnecting (forget) every route of a user lists each route that had a token.
+    h.connect_github("bob").await;
+    let (status, _, _) = h.revocations_since(Some(&etag2)).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    upstream_tokens::forget(&h.state, "bob", None)
+        .await
+        .expect("forget");
+    let (status, etag3, body) = h.revocations_since(Some(&etag2)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(etag3, etag2);
+    let subs: Vec<(&str, &str)> = body["disconnected"]
+        .as_array()
+        .expect("disconnected")
+        .iter()
+        .map(|d| {
+            (
+                d["sub"].as_str().expect("sub"),
+                d["route"].as_str().expect("route"),
+            )
+        })
+        .collect();
+    assert_eq!(subs, vec![("alice", GITHUB), ("bob", GITHUB)]);
+
+    // Nothing stored, nothing deleted: the list stays as it is.
+    upstream_tokens::forget(&h.state, "carol", None)
+        .await
+        .expect("forget nothing");
+    let (status, _, _) = h.revocations_since(Some(&etag3)).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+
+    // An hour on, the entries have left the list.
+    let later = internal_api::revocations(&h.state, now() + 3601)
+        .await
+        .expect("list");
+    assert_eq!(later["disconnected"], json!([]));
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use http_body_util::BodyExt;
 use mcpgate_config::gateway::ServerRoute;
 use mcpgate_config::GatewayConfig;
 use mcpgate_token_service::app::{now, router, AppState};
+use mcpgate_token_service::internal_api::{self, InternalSecret};
 use mcpgate_token_service::upstream_tokens::{self, Fresh};
 use mcpgate_token_service::users::UserClaims;
 use mcpgate_token_service::{pkce, session};
@@ -32,6 +33,7 @@ const GITHUB: &str = "http://localhost:18080/github";
 const DISCOVERED: &str = "http://localhost:18080/discovered";
 const CLIENT_REDIRECT: &str = "http://127.0.0.1:9999/cb";
 const VERIFIER: &str = "a-verifier-that-is-long-enough-for-pkce-0123456789";
+const SECRET: &str = "internal-secret-0123456789-abcdefghij";
 
 // --- the provider ------------------------------------------------------------------------------
 
@@ -195,6 +197,7 @@ async fn start_provider(p: Shared) -> String {
 struct Harness {
     state: Arc<AppState>,
     router: Router,
+    internal: Router,
     provider: Shared,
     base: String,
     config: GatewayConfig,
@@ -295,8 +298,10 @@ routes:
     );
     let config = GatewayConfig::from_yaml(&yaml).expect("config");
     let state = Arc::new(AppState::new(config.clone()).await.expect("state"));
+    let secret = Arc::new(InternalSecret::new(SECRET).expect("secret"));
     Harness {
         router: router(state.clone()),
+        internal: internal_api::router(state.clone(), secret),
         state,
         provider,
         base,
@@ -334,6 +339,55 @@ impl Harness {
             headers,
             body: String::from_utf8_lossy(&bytes).into_owned(),
         }
+    }
+
+    /// `GET /internal/v1/revocations`, with `If-None-Match: etag`: (status, ETag, body).
+    async fn revocations(&self, etag: Option<&str>) -> (StatusCode, String, serde_json::Value) {
+        let mut req = Request::get("/internal/v1/revocations")
+            .header(header::AUTHORIZATION, format!("Bearer {SECRET}"));
+        if let Some(etag) = etag {
+            req = req.header(header::IF_NONE_MATCH, etag);
+        }
+        let response = self
+            .internal
+            .clone()
+            .oneshot(req.body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        let etag = response.headers()[header::ETAG]
+            .to_str()
+            .expect("etag")
+            .to_string();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, etag, body)
+    }
+
+    /// Asserts that the revocation list changed since `etag` and lists `username` disconnected
+    /// from `route` at `since` or later.
+    async fn assert_disconnect_listed(&self, etag: &str, username: &str, route: &str, since: i64) {
+        let (status, new_etag, body) = self.revocations(Some(etag)).await;
+        assert_eq!(status, StatusCode::OK, "the list changed");
+        assert_ne!(new_etag, etag);
+        let listed = body["disconnected"]
+            .as_array()
+            .expect("disconnected")
+            .iter()
+            .any(|d| {
+                d["sub"] == username
+                    && d["route"] == route
+                    && d["at"]
+                        .as_i64()
+                        .is_some_and(|at| at >= since && at <= now())
+            });
+        assert!(listed, "{username} on {route} in {body}");
+        assert!(!body.to_string().contains("at-"), "no token in the list");
     }
 
     async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
@@ -618,10 +672,14 @@ async fn connect_and_refresh(h: &Harness) {
     h.provider().mode = Mode::Rotate;
     assert_eq!(token_of(&h.fresh("alice", GITHUB).await), "at-8");
 
-    // Provider refuses the refresh: deleted, not connected.
+    // Provider refuses the refresh: deleted, not connected, and listed as a disconnect.
+    let (_, etag, _) = h.revocations(None).await;
+    let before = now();
     h.provider().mode = Mode::Refuse;
     h.make_due("alice", GITHUB).await;
     assert_eq!(h.fresh("alice", GITHUB).await, Fresh::NotConnected);
+    h.assert_disconnect_listed(&etag, "alice", GITHUB, before)
+        .await;
     assert_eq!(
         upstream_tokens::status(&h.state, "alice", &route)
             .await
@@ -793,10 +851,14 @@ async fn all_scenarios(database_url: &str) {
     connect_and_refresh(&h).await;
     authorization_reconnects_the_provider(&h).await;
     short_lived_token_is_refreshed_halfway(&h).await;
+    let (_, etag, _) = h.revocations(None).await;
+    let before = now();
     upstream_tokens::forget(&h.state, "bob", None)
         .await
         .expect("forget all");
     assert_eq!(h.fresh("bob", GITHUB).await, Fresh::NotConnected);
+    h.assert_disconnect_listed(&etag, "bob", GITHUB, before)
+        .await;
     h.state.store.close().await;
 }
 
