@@ -79,43 +79,51 @@ export class Browser {
    */
   async authorize(authorizationUrl, { username, password, callbackUrl, approve = true, maxSteps = 6 }) {
     const page = await this.context.newPage();
-    const steps = [];
     try {
-      let response;
-      try {
-        response = await page.goto(String(authorizationUrl), { waitUntil: 'load' });
-      } catch (e) {
-        steps.push({ kind: 'navigation_error', url: page.url(), error: e.message.split('\n')[0] });
-        return { callback: null, steps, status: null, bodyText: '' };
-      }
-      for (let i = 0; i < maxSteps; i++) {
-        const url = page.url();
-        const status = response?.status() ?? null;
-        if (url.startsWith(callbackUrl)) {
-          steps.push({ kind: 'callback', url, status });
-          return { callback: new URL(url), steps, status };
-        }
-        const kind = await classify(page);
-        steps.push({ kind, url, status });
-        if (kind === 'sign_in') {
-          await page.fill('input[name="username"]', username);
-          await page.fill('input[name="password"]', password);
-          response = await submitWith(page, await page.$('input[name="password"]'), () =>
-            page.press('input[name="password"]', 'Enter'));
-        } else if (kind === 'consent' && approve) {
-          const button = await consentButton(page, 'approve');
-          response = await submitWith(page, button, () => button.click());
-        } else if (kind === 'consent') {
-          const button = await consentButton(page, 'deny');
-          response = await submitWith(page, button, () => button.click());
-        } else {
-          return { callback: null, steps, status, bodyText: await page.innerText('body').catch(() => '') };
-        }
-      }
-      return { callback: null, steps, status: response?.status() ?? null, bodyText: await page.innerText('body').catch(() => '') };
+      const r = await this.drive(page, { url: authorizationUrl, username, password, approve, maxSteps, until: (u) => u.startsWith(callbackUrl) });
+      return { callback: r.arrived ? new URL(r.url) : null, steps: r.steps, status: r.status, bodyText: r.bodyText };
     } finally {
       await page.close().catch(() => {});
     }
+  }
+
+  /**
+   * Drives `page` through sign-in and consent pages (the gateway's and a provider's) until `until(url)`
+   * holds. Starts with `page.goto(url)` when `url` is given, otherwise with `start()` (a click that
+   * navigates, for example). Returns {arrived, url, steps, status, bodyText}; the page stays open.
+   */
+  async drive(page, { url, start, username, password, approve = true, maxSteps = 8, until }) {
+    const steps = [];
+    let response;
+    try {
+      if (url !== undefined) response = await page.goto(String(url), { waitUntil: 'load' });
+      else response = await submitWith(page, null, start);
+    } catch (e) {
+      steps.push({ kind: 'navigation_error', url: page.url(), error: e.message.split('\n')[0] });
+      return { arrived: false, url: page.url(), steps, status: null, bodyText: '' };
+    }
+    for (let i = 0; i < maxSteps; i++) {
+      const current = page.url();
+      const status = response?.status() ?? null;
+      if (until(current)) {
+        steps.push({ kind: 'callback', url: current, status });
+        return { arrived: true, url: current, steps, status };
+      }
+      const kind = await classify(page);
+      steps.push({ kind, url: current, status });
+      if (kind === 'sign_in') {
+        await page.fill('input[name="username"]', username);
+        await page.fill('input[name="password"]', password);
+        response = await submitWith(page, await page.$('input[name="password"]'), () =>
+          page.press('input[name="password"]', 'Enter'));
+      } else if (kind === 'consent') {
+        const button = await consentButton(page, approve ? 'approve' : 'deny');
+        response = await submitWith(page, button, () => button.click());
+      } else {
+        return { arrived: false, url: current, steps, status, bodyText: await page.innerText('body').catch(() => '') };
+      }
+    }
+    return { arrived: false, url: page.url(), steps, status: response?.status() ?? null, bodyText: await page.innerText('body').catch(() => '') };
   }
 }
 

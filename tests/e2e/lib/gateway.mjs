@@ -6,6 +6,12 @@
 // mcp_route_1), both in front of the one reference server. A test file may pass its own `routes`
 // (path, upstream 'everything' | 'recorder', upstreamPath, policy, maxRequestBytes, audit), which
 // can put the recording MCP upstream (lib/recorder.mjs, in this process) behind a route.
+// Routes of docs/delegation.md: `upstream: 'upstream-mcp'` puts an SDK MCP server that is a resource
+// server of a GitHub-like provider (lib/upstream-mcp.mjs, lib/github-provider.mjs) behind the route,
+// with `upstreamOAuth2` (the gateway registers an OAuth app at the provider with the callback
+// `<issuer>/.mcpgate/upstream/callback`); `client: true` makes a client route in front of the
+// client app (lib/client-app.mjs). The token service always gets an internal listener on a free
+// port, an upstream-token key file, and a random MCPGATE_INTERNAL_API_SECRET (Envoy gets it too).
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
@@ -14,10 +20,15 @@ import { startProcess, stopProcess, waitUntil, run, logTail } from './procs.mjs'
 import { freePorts, portOpen } from './net.mjs';
 import { makeTestCa } from './tls.mjs';
 import { startRecorder } from './recorder.mjs';
+import { startUpstreamMcp } from './upstream-mcp.mjs';
+import { startClientApp } from './client-app.mjs';
 
 export const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO_ROOT = path.resolve(E2E_DIR, '..', '..');
-export const ARTIFACTS_DIR = path.join(E2E_DIR, '.artifacts');
+// MCPGATE_E2E_ARTIFACTS moves the run directories (two runs of one file must not share one).
+export const ARTIFACTS_DIR = process.env.MCPGATE_E2E_ARTIFACTS
+  ? path.resolve(process.env.MCPGATE_E2E_ARTIFACTS)
+  : path.join(E2E_DIR, '.artifacts');
 
 export const USER = Object.freeze({
   username: 'alice',
@@ -64,6 +75,8 @@ function gatewayYaml(g) {
     `    extra_root_certificates: [${yamlString(g.tls.caCert)}]`,
     'token_service:',
     `  listen: 127.0.0.1:${g.ports.tokenService}`,
+    `  internal_listen: 127.0.0.1:${g.ports.internal}`,
+    `  upstream_token_key_file: ${yamlString(g.paths.upstreamTokenKey)}`,
     `  database_url: ${yamlString(`sqlite://${g.paths.database}?mode=rwc`)}`,
     `  users_file: ${yamlString(g.paths.users)}`,
     'envoy:',
@@ -74,20 +87,49 @@ function gatewayYaml(g) {
     'routes:',
   ];
   for (const r of g.routes) {
-    const port = r.upstream === 'recorder' ? g.ports.recorder : g.ports.everything;
+    const port = {
+      recorder: g.ports.recorder,
+      everything: g.ports.everything,
+      'upstream-mcp': r.mcpServer?.port,
+      'client-app': r.app?.port,
+    }[r.upstream];
+    if (!port) throw new Error(`route ${r.path}: no port for upstream ${r.upstream}`);
     // YAML is a superset of JSON: the policy and the server settings are written as JSON.
-    const server = {};
-    if (r.maxRequestBytes !== undefined) server.max_request_bytes = r.maxRequestBytes;
-    if (r.audit !== undefined) server.audit = r.audit;
+    let mcp;
+    if (r.client) {
+      mcp = { client: {} };
+    } else {
+      const server = {};
+      if (r.maxRequestBytes !== undefined) server.max_request_bytes = r.maxRequestBytes;
+      if (r.audit !== undefined) server.audit = r.audit;
+      if (r.upstreamOAuth2) server.upstream_oauth2 = upstreamOAuth2Config(r);
+      mcp = { server };
+    }
     lines.push(
       `  - from: ${yamlString(r.url)}`,
       `    to: ${yamlString(`http://127.0.0.1:${port}${r.upstreamPath}`)}`,
       `    name: ${yamlString(r.name)}`,
-      `    mcp: ${JSON.stringify({ server })}`,
+      `    mcp: ${JSON.stringify(mcp)}`,
     );
+    if (r.description !== undefined) lines.push(`    description: ${yamlString(r.description)}`);
     if (r.policy !== undefined) lines.push(`    policy: ${JSON.stringify(r.policy)}`);
   }
   return lines.join('\n') + '\n';
+}
+
+/** The `upstream_oauth2` block of a route (docs/delegation.md). */
+function upstreamOAuth2Config(r) {
+  const o = r.upstreamOAuth2;
+  const c = { client_id: o.clientId };
+  if (o.clientSecretFile) c.client_secret_file = o.clientSecretFile;
+  else c.client_secret = o.clientSecret;
+  if (o.scopes) c.scopes = o.scopes;
+  if (!o.discover) {
+    c.endpoint = { auth_url: o.authUrl, token_url: o.tokenUrl };
+    if (o.authStyle) c.endpoint.auth_style = o.authStyle;
+  }
+  if (o.authorizationUrlParams) c.authorization_url_params = o.authorizationUrlParams;
+  return c;
 }
 
 export class Gateway {
@@ -104,6 +146,16 @@ export class Gateway {
 
   get issuer() {
     return this.origin;
+  }
+
+  /** The redirect URI the gateway uses at upstream providers. */
+  get upstreamCallbackUrl() {
+    return `${this.issuer}/.mcpgate/upstream/callback`;
+  }
+
+  /** Environment of every gateway process (and CLI run): the internal API secret. */
+  get env() {
+    return { ...process.env, MCPGATE_INTERNAL_API_SECRET: this.internalApiSecret };
   }
 
   /** The route with that path (e.g. '/a'): {path, url, index, name, cluster, resourceMetadataUrl, …}. */
@@ -126,21 +178,24 @@ export class Gateway {
     this.dir = path.join(ARTIFACTS_DIR, this.name);
     fs.rmSync(this.dir, { recursive: true, force: true });
     fs.mkdirSync(this.dir, { recursive: true });
-    const [envoy, admin, tokenService, everything, recorder] = await freePorts(5);
-    this.ports = { envoy, admin, tokenService, everything, recorder };
+    const [envoy, admin, tokenService, everything, recorder, internal] = await freePorts(6);
+    this.ports = { envoy, admin, tokenService, everything, recorder, internal };
+    this.internalApiSecret = crypto.randomBytes(36).toString('base64url');
     this.paths = {
       config: path.join(this.dir, 'gateway.yaml'),
       envoyConfig: path.join(this.dir, 'envoy.yaml'),
       signingKey: path.join(this.dir, 'signing-key.pem'),
       database: path.join(this.dir, 'mcpgate.db'),
       users: path.join(this.dir, 'users.yaml'),
+      upstreamTokenKey: path.join(this.dir, 'upstream-token-key'),
       wasm: WASM_MODULE,
       logs: path.join(this.dir, 'logs'),
     };
     const specs = this.options.routes ?? [{ path: '/a' }, { path: '/b' }];
     this.routes = specs.map((spec, index) => {
       const p = spec.path;
-      const upstream = spec.upstream ?? 'everything';
+      const upstream = spec.client ? 'client-app' : (spec.upstream ?? 'everything');
+      const defaultPath = { recorder: '/json', 'client-app': '' }[upstream] ?? '/mcp';
       return {
         ...spec,
         path: p,
@@ -148,13 +203,60 @@ export class Gateway {
         name: spec.name ?? `Route ${p.slice(1).toUpperCase()}`,
         url: `${this.origin}${p}`,
         upstream,
-        upstreamPath: spec.upstreamPath ?? (upstream === 'recorder' ? '/json' : '/mcp'),
+        upstreamPath: spec.upstreamPath ?? defaultPath,
         cluster: `mcp_route_${index}`,
         resourceMetadataUrl: `${this.origin}/.well-known/oauth-protected-resource${p}`,
+        connectUrl: `${this.origin}${p}/.mcpgate/mcp/connect`,
       };
     });
+    for (const r of this.routes) {
+      if (r.upstreamOAuth2) {
+        const o = { ...r.upstreamOAuth2 };
+        const provider = o.provider ?? r.provider ?? this.options.provider;
+        if (provider) {
+          // An OAuth app at the provider whose callback is the gateway's.
+          if (!o.clientId) {
+            const app = provider.addClient({ redirectUris: [this.upstreamCallbackUrl], name: `mcpgate ${r.name}` });
+            o.clientId = app.clientId;
+            o.clientSecret = app.clientSecret;
+          }
+          o.authUrl ??= provider.authUrl;
+          o.tokenUrl ??= provider.tokenUrl;
+        }
+        if (o.secretInFile) {
+          o.clientSecretFile = path.join(this.dir, `upstream-client-secret-${r.index}`);
+          fs.writeFileSync(o.clientSecretFile, `${o.clientSecret}\n`, { mode: 0o600 });
+        }
+        delete o.provider;
+        r.upstreamOAuth2 = o;
+      }
+    }
     const usesEverything = this.routes.some((r) => r.upstream === 'everything');
     const usesRecorder = this.routes.some((r) => r.upstream === 'recorder');
+    // In-process upstreams of upstream-OAuth and client routes, on free ports before the config.
+    for (const r of this.routes) {
+      if (r.upstream === 'upstream-mcp') {
+        const provider = r.provider ?? this.options.provider;
+        if (!provider) throw new Error(`route ${r.path}: an upstream-mcp route needs a provider`);
+        r.mcpServer = await startUpstreamMcp({
+          providerUrl: provider.origin,
+          jwksUrl: `${this.origin}/.well-known/jwks.json`,
+          issuer: this.issuer,
+          audience: r.url,
+          discover: Boolean(r.upstreamOAuth2?.discover),
+          scopes: r.upstreamOAuth2?.scopes ?? [],
+          name: `upstream-mcp${r.path.replace(/\//g, '-')}`,
+          logFile: path.join(this.paths.logs, `upstream-mcp${r.path.replace(/\//g, '-')}.log`),
+        });
+      } else if (r.upstream === 'client-app') {
+        r.app = await startClientApp({
+          gatewayOrigin: this.origin,
+          issuer: this.issuer,
+          appUrl: r.url,
+          logFile: path.join(this.paths.logs, `client-app${r.path.replace(/\//g, '-')}.log`),
+        });
+      }
+    }
     this.tls = await makeTestCa(path.join(this.dir, 'tls'));
     fs.writeFileSync(this.paths.config, gatewayYaml(this));
 
@@ -164,12 +266,12 @@ export class Gateway {
       '--username', USER.username, '--email', USER.email, '--name', USER.name,
       ...USER.groups.flatMap((g) => ['--group', g]),
       '--password-stdin',
-    ], { input: `${USER.password}\n`, timeoutMs: 60_000 });
+    ], { input: `${USER.password}\n`, timeoutMs: 60_000, env: this.env });
     if (add.code !== 0) {
       throw new Error(`mcpgate-token-service user add failed (exit ${add.code}):\n${add.stdout}\n${add.stderr}`);
     }
     const render = await run(this.bin, ['envoy-bootstrap', '--config', this.paths.config, '--out', this.paths.envoyConfig],
-      { timeoutMs: 60_000 });
+      { timeoutMs: 60_000, env: this.env });
     if (render.code !== 0 || !fs.existsSync(this.paths.envoyConfig)) {
       throw new Error(`mcpgate-token-service envoy-bootstrap failed (exit ${render.code}):\n${render.stdout}\n${render.stderr}`);
     }
@@ -190,7 +292,7 @@ export class Gateway {
       '--concurrency', '1',
       '--base-id', String(crypto.randomInt(1000, 1_000_000)),
       '--log-level', 'warn',
-    ], { cwd: this.dir, logFile: path.join(this.paths.logs, 'envoy.log') });
+    ], { cwd: this.dir, env: this.env, logFile: path.join(this.paths.logs, 'envoy.log') });
 
     if (usesEverything) {
       await waitUntil('the MCP reference server port', () => portOpen(everything), { child: this.procs.everything });
@@ -206,7 +308,7 @@ export class Gateway {
   async startTokenService() {
     this.procs.tokenService = startProcess('token-service', this.bin, ['serve', '--config', this.paths.config], {
       cwd: this.dir,
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info', NO_COLOR: '1' },
+      env: { ...this.env, RUST_LOG: process.env.RUST_LOG ?? 'info', NO_COLOR: '1' },
       logFile: path.join(this.paths.logs, 'token-service.log'),
     });
     await waitUntil('token service /.mcpgate/healthz', async () => {
@@ -244,6 +346,41 @@ export class Gateway {
     return Object.fromEntries((body.stats ?? []).filter((s) => 'value' in s).map((s) => [s.name, s.value]));
   }
 
+  /** Runs the token service CLI on this gateway's config: `cli(['service-account', 'list'])`. */
+  cli(args, { input } = {}) {
+    return run(this.bin, [...args.slice(0, 2), '--config', this.paths.config, ...args.slice(2)], { input, timeoutMs: 60_000, env: this.env, cwd: this.dir });
+  }
+
+  /** Secrets of the gateway itself (internal API secret, upstream client secrets), label -> value. */
+  secrets() {
+    const out = new Map([['MCPGATE_INTERNAL_API_SECRET', this.internalApiSecret]]);
+    for (const r of this.routes) {
+      if (r.upstreamOAuth2?.clientSecret) out.set(`upstream client secret of ${r.path}`, r.upstreamOAuth2.clientSecret);
+    }
+    return out;
+  }
+
+  /**
+   * Every secret of `secrets` (label -> value, or a list of maps) found in a file of logs/: a list
+   * of "label in file". A JWT is also looked for by its signature alone.
+   */
+  findLeaks(...maps) {
+    const all = new Map();
+    for (const m of maps) for (const [k, v] of (m instanceof Map ? m : Object.entries(m))) if (v) all.set(k, String(v));
+    const files = fs.readdirSync(this.paths.logs).map((f) => path.join(this.paths.logs, f));
+    const leaks = [];
+    for (const file of files) {
+      const text = fs.readFileSync(file, 'utf8');
+      for (const [label, secret] of all) {
+        const needles = [secret];
+        const parts = secret.split('.');
+        if (parts.length === 3 && parts[2].length > 20) needles.push(parts[2]);
+        if (needles.some((n) => n.length >= 8 && text.includes(n))) leaks.push(`${label} in ${path.basename(file)}`);
+      }
+    }
+    return { leaks, files: files.map((f) => path.basename(f)), checked: all.size };
+  }
+
   log(name) {
     return logTail(path.join(this.paths.logs, `${name}.log`), 1_000_000);
   }
@@ -262,15 +399,25 @@ export class Gateway {
   async stop() {
     // Envoy first, so no request reaches a stopped backend; then the backends.
     await stopProcess(this.procs.envoy);
-    await Promise.all([stopProcess(this.procs.tokenService), stopProcess(this.procs.everything), this.recorder?.stop()]);
+    await Promise.all([
+      stopProcess(this.procs.tokenService), stopProcess(this.procs.everything), this.recorder?.stop(),
+      ...(this.routes ?? []).map((r) => r.mcpServer?.stop()),
+      ...(this.routes ?? []).map((r) => r.app?.stop()),
+    ]);
   }
 }
 
 /**
  * Starts a gateway for a test file. `name` names the run directory under tests/e2e/.artifacts/.
- * Options: accessTokenLifetime ('3s'), leeway ('1s'), jwksRefresh ('60s'), and `routes`: a list of
- * {path, name?, upstream: 'everything' (default) | 'recorder', upstreamPath? ('/mcp' or '/json'),
- *  policy?, maxRequestBytes?, audit?: {redact, max_argument_bytes}} replacing the default /a and /b.
+ * Options: accessTokenLifetime ('3s'), leeway ('1s'), jwksRefresh ('60s'), `provider` (a
+ * GitHubProvider for upstream-mcp routes), and `routes`: a list of
+ * {path, name?, description?, upstream: 'everything' (default) | 'recorder' | 'upstream-mcp',
+ *  upstreamPath? ('/mcp' or '/json'), policy?, maxRequestBytes?, audit?: {redact, max_argument_bytes},
+ *  upstreamOAuth2?: {clientId?, clientSecret?, secretInFile?, scopes?, authUrl?, tokenUrl?,
+ *                    authStyle?: 'header' | 'params', discover?, authorizationUrlParams?, provider?},
+ *  client?: true (a client route in front of the client app: route.app)}
+ * replacing the default /a and /b. An upstream-mcp route's server is route.mcpServer; without
+ * clientId the gateway registers an OAuth app at the provider (route.upstreamOAuth2.clientId/Secret).
  */
 export async function startGateway(name, options = {}) {
   const gateway = new Gateway(name, {

@@ -21,7 +21,10 @@ export class E2EOAuthProvider {
     this.savedTokens = [];
     this.states = [];
     this.authorizations = []; // {url, result} per redirectToAuthorization
+    this.invalidations = []; // scopes the SDK passed to invalidateCredentials
     this._verifier = undefined;
+    this._tokensInvalid = false;
+    this._clientInvalid = false;
   }
 
   get redirectUrl() {
@@ -45,19 +48,29 @@ export class E2EOAuthProvider {
   }
 
   clientInformation() {
-    return this.savedClientInformation.at(-1);
+    return this._clientInvalid ? undefined : this.savedClientInformation.at(-1);
   }
 
   saveClientInformation(info) {
+    this._clientInvalid = false;
     this.savedClientInformation.push(info);
   }
 
   tokens() {
-    return this.savedTokens.at(-1);
+    return this._tokensInvalid ? undefined : this.savedTokens.at(-1);
   }
 
   saveTokens(tokens) {
+    this._tokensInvalid = false;
     this.savedTokens.push(tokens);
+  }
+
+  /** What the SDK calls when the server refuses a grant (invalid_grant: 'tokens') or the client. */
+  invalidateCredentials(scope) {
+    this.invalidations.push(scope);
+    if (scope === 'all' || scope === 'tokens') this._tokensInvalid = true;
+    if (scope === 'all' || scope === 'client') this._clientInvalid = true;
+    if (scope === 'all' || scope === 'verifier') this._verifier = undefined;
   }
 
   async redirectToAuthorization(url) {
@@ -98,6 +111,7 @@ export function recordingFetch(log) {
     const response = await fetch(input, init);
     entry.status = response.status;
     entry.wwwAuthenticate = response.headers.get('www-authenticate');
+    if (response.status >= 400) entry.errorBody = (await response.clone().text().catch(() => '')).slice(0, 2000);
     return response;
   };
 }
