@@ -37,30 +37,39 @@ fn bootstrap(config: &GatewayConfig) -> Result<Value, ConfigError> {
 
     let client_routes = config.client_routes()?;
     // Every host's routes (server and client), plus the issuer's host.
+    let proxied = routes
+        .iter()
+        .map(|r| {
+            let cluster = route_cluster_name(r);
+            (
+                &r.authority,
+                r.port,
+                &r.path_prefix,
+                &r.upstream,
+                cluster,
+                true,
+            )
+        })
+        .chain(client_routes.iter().map(|r| {
+            let cluster = client_route_cluster_name(r.index);
+            (
+                &r.authority,
+                r.port,
+                &r.path_prefix,
+                &r.upstream,
+                cluster,
+                false,
+            )
+        }));
     let mut hosts: BTreeMap<String, Vec<Proxied>> = BTreeMap::new();
-    for route in &routes {
-        hosts
-            .entry(route.authority.clone())
-            .or_default()
-            .push(Proxied {
-                port: route.port,
-                prefix: &route.path_prefix,
-                upstream: &route.upstream,
-                cluster: route_cluster_name(route),
-                gateway_paths_below: true,
-            });
-    }
-    for route in &client_routes {
-        hosts
-            .entry(route.authority.clone())
-            .or_default()
-            .push(Proxied {
-                port: route.port,
-                prefix: &route.path_prefix,
-                upstream: &route.upstream,
-                cluster: client_route_cluster_name(route.index),
-                gateway_paths_below: false,
-            });
+    for (authority, port, prefix, upstream, cluster, gateway_paths_below) in proxied {
+        hosts.entry(authority.clone()).or_default().push(Proxied {
+            port,
+            prefix,
+            upstream,
+            cluster,
+            gateway_paths_below,
+        });
     }
     let issuer_authority = config
         .authorization_server

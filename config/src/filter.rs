@@ -183,46 +183,14 @@ impl FilterConfig {
         }
         for (i, route) in self.client_routes.iter().enumerate() {
             let field = |f: &str| format!("client_routes[{i}].{f}");
-            if route.scheme != "http" && route.scheme != "https" {
-                return Err(ConfigError::new(field("scheme"), "must be http or https"));
-            }
-            if route.host.is_empty() || route.host != route.host.to_ascii_lowercase() {
-                return Err(ConfigError::new(
-                    field("host"),
-                    "must be a non-empty lower-case host name",
-                ));
-            }
-            if !route.path_prefix.is_empty()
-                && (!route.path_prefix.starts_with('/') || route.path_prefix.ends_with('/'))
-            {
-                return Err(ConfigError::new(
-                    field("path_prefix"),
-                    "must be empty or start with '/' and not end with '/'",
-                ));
-            }
+            validate_location(&route.scheme, &route.host, &route.path_prefix, field)?;
             if route.url.is_empty() {
                 return Err(ConfigError::new(field("url"), "must not be empty"));
             }
         }
         for (i, route) in self.routes.iter().enumerate() {
             let field = |f: &str| format!("routes[{i}].{f}");
-            if route.scheme != "http" && route.scheme != "https" {
-                return Err(ConfigError::new(field("scheme"), "must be http or https"));
-            }
-            if route.host.is_empty() || route.host != route.host.to_ascii_lowercase() {
-                return Err(ConfigError::new(
-                    field("host"),
-                    "must be a non-empty lower-case host name",
-                ));
-            }
-            if !route.path_prefix.is_empty()
-                && (!route.path_prefix.starts_with('/') || route.path_prefix.ends_with('/'))
-            {
-                return Err(ConfigError::new(
-                    field("path_prefix"),
-                    "must be empty or start with '/' and not end with '/'",
-                ));
-            }
+            validate_location(&route.scheme, &route.host, &route.path_prefix, field)?;
             if route.resource.is_empty() {
                 return Err(ConfigError::new(field("resource"), "must not be empty"));
             }
@@ -245,17 +213,11 @@ impl FilterConfig {
         if paths::is_reserved(path) {
             return None;
         }
-        let (host, port) = split_authority(authority);
-        self.routes
-            .iter()
-            .filter(|r| {
-                r.host.eq_ignore_ascii_case(host)
-                    && port.unwrap_or(default_port(&r.scheme)) == r.port
-                    && paths::path_has_prefix(path, &r.path_prefix)
-            })
-            .max_by_key(|r| r.path_prefix.len())
-            // `<prefix>/.mcpgate/…` (connect) belongs to the token service.
-            .filter(|r| !paths::is_gateway_path_under(path, &r.path_prefix))
+        longest_match(&self.routes, authority, path, |r| {
+            (&r.scheme, &r.host, r.port, &r.path_prefix)
+        })
+        // `<prefix>/.mcpgate/…` (connect) belongs to the token service.
+        .filter(|r| !paths::is_gateway_path_under(path, &r.path_prefix))
     }
 
     /// The client route a request belongs to, if any; a server route under the same prefix
@@ -265,16 +227,54 @@ impl FilterConfig {
         if paths::is_reserved(path) {
             return None;
         }
-        let (host, port) = split_authority(authority);
-        self.client_routes
-            .iter()
-            .filter(|r| {
-                r.host.eq_ignore_ascii_case(host)
-                    && port.unwrap_or(default_port(&r.scheme)) == r.port
-                    && paths::path_has_prefix(path, &r.path_prefix)
-            })
-            .max_by_key(|r| r.path_prefix.len())
+        longest_match(&self.client_routes, authority, path, |r| {
+            (&r.scheme, &r.host, r.port, &r.path_prefix)
+        })
     }
+}
+
+/// The route on `authority` whose path prefix is the longest segment-wise prefix of `path`.
+fn longest_match<'a, R>(
+    routes: &'a [R],
+    authority: &str,
+    path: &str,
+    location: impl Fn(&R) -> (&String, &String, u16, &String),
+) -> Option<&'a R> {
+    let (host, port) = split_authority(authority);
+    routes
+        .iter()
+        .filter(|r| {
+            let (scheme, route_host, route_port, prefix) = location(r);
+            route_host.eq_ignore_ascii_case(host)
+                && port.unwrap_or(default_port(scheme)) == route_port
+                && paths::path_has_prefix(path, prefix)
+        })
+        .max_by_key(|r| location(r).3.len())
+}
+
+/// Scheme, host and path prefix as every route in the projection must carry them.
+fn validate_location(
+    scheme: &str,
+    host: &str,
+    path_prefix: &str,
+    field: impl Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    if scheme != "http" && scheme != "https" {
+        return Err(ConfigError::new(field("scheme"), "must be http or https"));
+    }
+    if host.is_empty() || host != host.to_ascii_lowercase() {
+        return Err(ConfigError::new(
+            field("host"),
+            "must be a non-empty lower-case host name",
+        ));
+    }
+    if !path_prefix.is_empty() && (!path_prefix.starts_with('/') || path_prefix.ends_with('/')) {
+        return Err(ConfigError::new(
+            field("path_prefix"),
+            "must be empty or start with '/' and not end with '/'",
+        ));
+    }
+    Ok(())
 }
 
 /// Compile a route policy, naming the failing field under `field` (`routes[0].policy`).

@@ -157,6 +157,25 @@ pub struct PresentedCredentials {
     pub method: TokenEndpointAuthMethod,
 }
 
+/// The client credentials a token-endpoint request presents (header or form).
+pub fn presented_in_request(
+    headers: &axum::http::HeaderMap,
+    params: &crate::request_params::Params,
+) -> Result<PresentedCredentials, OAuthError> {
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("invalid"));
+    presented_credentials(
+        authorization,
+        params
+            .single("client_id")
+            .map_err(OAuthError::invalid_request)?,
+        params
+            .single("client_secret")
+            .map_err(OAuthError::invalid_request)?,
+    )
+}
+
 /// Reads client credentials from the `Authorization` header (Basic, RFC 6749 §2.3.1: both parts
 /// form-urlencoded) and the form's `client_id` / `client_secret`.
 pub fn presented_credentials(

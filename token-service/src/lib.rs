@@ -1,5 +1,6 @@
 //! mcpgate token service: the OAuth 2.1 authorization server MCP clients use in front of the
-//! gateway's server routes. See docs/architecture.md for the URL layout and token format.
+//! gateway's server routes, the upstream OAuth client that keeps users' provider tokens, and the
+//! internal API the filter calls. See docs/architecture.md and docs/delegation.md.
 
 pub mod access_token;
 pub mod app;
@@ -11,6 +12,7 @@ pub mod client_metadata_document;
 pub mod clients;
 pub mod connect;
 pub mod internal_api;
+pub mod key_files;
 pub mod mcp_routes;
 pub mod metadata;
 pub mod oauth_error;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use clap::{Args, Subcommand};
 use mcpgate_config::gateway::{canonical_resource, ServerRoute, TokenEndpointAuthMethod};
 
@@ -271,10 +271,6 @@ pub async fn revoke(store: &Store, name: &str, t: i64) -> anyhow::Result<Service
 
 // --- the client_credentials grant --------------------------------------------------------------
 
-fn single<'a>(params: &'a Params, name: &str) -> Result<Option<&'a str>, OAuthError> {
-    params.single(name).map_err(OAuthError::invalid_request)
-}
-
 /// `grant_type=client_credentials` at the token endpoint: only service accounts created with
 /// `--client-credentials`, authenticated with `client_secret_basic` or `client_secret_post`.
 pub async fn client_credentials(
@@ -283,14 +279,7 @@ pub async fn client_credentials(
     params: &Params,
     t: i64,
 ) -> Result<TokenResponse, OAuthError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("invalid"));
-    let presented = clients::presented_credentials(
-        authorization,
-        single(params, "client_id")?,
-        single(params, "client_secret")?,
-    )?;
+    let presented = clients::presented_in_request(headers, params)?;
     let account = match state
         .store
         .service_account_by_client_id(&presented.client_id)

@@ -1,7 +1,6 @@
 //! The Ed25519 key that signs access tokens: a PKCS#8 PEM file, created (0600) on first start,
 //! published as a JWK set with a `kid` derived from the public key so it is stable across restarts.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -23,7 +22,11 @@ impl SigningKeys {
             Ok(pem) => pem,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let pem = Ed25519KeyPair::generate().to_pem();
-                write_private(path, &pem)?;
+                crate::key_files::create_private(
+                    path,
+                    &pem,
+                    "authorization_server.signing_key_file",
+                )?;
                 tracing::info!(path = %path.display(), "generated a new Ed25519 signing key");
                 pem
             }
@@ -77,26 +80,6 @@ impl SigningKeys {
             }]
         })
     }
-}
-
-fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| {
-        format!(
-            "authorization_server.signing_key_file: cannot create {}",
-            path.display()
-        )
-    })?;
-    file.write_all(pem.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use mcpgate_config::gateway::canonical_resource;
+use mcpgate_config::gateway::{canonical_resource, TokenEndpointAuthMethod};
 use serde::Serialize;
 
 use crate::access_token::{self, Grant};
@@ -305,20 +305,13 @@ pub async fn authenticate_client(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Client, OAuthError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("invalid"));
-    let presented = clients::presented_credentials(
-        authorization,
-        single(params, "client_id")?,
-        single(params, "client_secret")?,
-    )?;
+    let presented = clients::presented_in_request(headers, params)?;
     let client = state
         .client_at_token_endpoint(&presented.client_id)
         .await?
         .ok_or_else(|| {
             let e = OAuthError::invalid_client("client authentication failed: unknown client_id");
-            if authorization.is_some() {
+            if presented.method == TokenEndpointAuthMethod::ClientSecretBasic {
                 e.with_basic_challenge()
             } else {
                 e

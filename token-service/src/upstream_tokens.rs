@@ -5,7 +5,6 @@
 //! an in-process lock per token plus a lease in the row.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -101,8 +100,12 @@ impl TokenCipher {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = XChaCha20Poly1305::generate_key(&mut OsRng);
                 let text = format!("{}\n", STANDARD.encode(key));
-                write_private(path, &text)
-                    .with_context(|| format!("{FIELD}: cannot create {}", path.display()))?;
+                crate::key_files::create_private(
+                    path,
+                    &text,
+                    "token_service.upstream_token_key_file",
+                )
+                .with_context(|| format!("{FIELD}: cannot create {}", path.display()))?;
                 tracing::info!(path = %path.display(), "generated a new upstream token key");
                 text
             }
@@ -160,21 +163,6 @@ impl TokenCipher {
                 )
             })
     }
-}
-
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
 }
 
 /// Associated data of a stored token: length-prefixed so no (user, route) pair can collide.
