@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts the whole gateway locally, on 127.0.0.1 only, until Ctrl-C:
 #   Envoy (with the mcpgate filter) on :18080, the token service on :18081 (SQLite in .run/data),
-#   and the MCP reference server ("everything") on :18101 behind the route /everything.
+#   the MCP reference server ("everything") on :18101 behind the route /everything, and the
+#   stand-ins of scripts/demo-upstreams.mjs (a GitHub-like provider, an MCP server behind /github
+#   that needs its tokens, an app behind the client route /app).
 # Everything it needs is installed by scripts/setup.sh on first run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -65,6 +67,7 @@ wait_for() { # url, name
 }
 
 start everything env PORT=18101 node tests/e2e/node_modules/@modelcontextprotocol/server-everything/dist/index.js streamableHttp
+start upstreams node scripts/demo-upstreams.mjs
 start token-service "$ts" serve --config "$config"
 wait_for http://127.0.0.1:18081/.mcpgate/healthz "the token service"
 start envoy .venv/bin/envoy -c "$run/envoy.yaml" --concurrency 2 --log-level warn
@@ -74,7 +77,9 @@ cat <<MSG
 
 mcpgate is running.
 
-  MCP server URL:  http://localhost:18080/everything
+  MCP server URLs: http://localhost:18080/everything   (the MCP reference server)
+                   http://localhost:18080/github       (needs a GitHub-like consent; a local stand-in)
+  An app:          http://localhost:18080/app           (lists your servers, connects GitHub)
   Sign in as:      $demo_user / $demo_password
 
 Connect a client, for example:
