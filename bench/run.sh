@@ -20,8 +20,9 @@
 # (when > 0, a smoke run stops sending after that many answers; wrk still waits out the seconds,
 # so its req/s is understated), BENCH_PG_URL (default
 # postgres://postgres@127.0.0.1:5432/test; the harness uses its own database mcpgate_bench there when
-# it may create one), BENCH_UPSTREAM_TOKEN_PATH (token-service path of the upstream-token fetch),
-# BENCH_UPDATE_DOC=1 (a smoke run also rewrites BENCHMARKS.md's results section, as a full run does),
+# it may create one), BENCH_TS_UPSTREAM_USERS=4 (bench users who connect E's upstream OAuth provider;
+# the upstream-token fetch cycles through their tokens), BENCH_UPDATE_DOC=1 (a smoke run also
+# rewrites BENCHMARKS.md's results section, as a full run does),
 # BENCH_LOW_RATE=200 (the low fixed rate, req/s), BENCH_TS_CONCURRENCY=8 (token-service load
 # client connections), BENCH_SKIP_BUILD=1 (use what is built, build nothing), BENCH_RESULTS_DIR
 # (default bench/results/<mode>, which is committed; test.sh writes under target/ instead).
@@ -34,7 +35,9 @@
 #
 # The token service's internal API: the harness exports a fresh random MCPGATE_INTERNAL_API_SECRET
 # to every token service and Envoy it starts and gives the token service `internal_listen` on
-# 127.0.0.1:19082 (checked free, like every other port).
+# 127.0.0.1:19082 (checked free, like every other port). Scenario E's load client serves a tiny
+# upstream OAuth provider on 127.0.0.1:19102 (the gateway file's `upstream_oauth2` route points
+# there).
 #
 # CPU layout on the 2-core machine: Envoy (--concurrency 1), the ext_authz service and the token
 # service on the first allowed core; the load generator and the MCP backend on the second (the
@@ -61,8 +64,9 @@ smoke_n="${BENCH_SMOKE_REQUESTS:-0}"
 smoke_secs="${BENCH_SMOKE_SECONDS:-1}"
 low_rate="${BENCH_LOW_RATE:-200}"
 ts_conc="${BENCH_TS_CONCURRENCY:-8}"
+ts_up_users="${BENCH_TS_UPSTREAM_USERS:-4}"
 pg_url="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
-envoy_port=19080 ts_port=19081 ts_internal_port=19082 admin_port=19090 backend_port=19100 authz_port=19101
+envoy_port=19080 ts_port=19081 ts_internal_port=19082 admin_port=19090 backend_port=19100 authz_port=19101 provider_port=19102
 issuer="http://127.0.0.1:$envoy_port"
 resource="$issuer/mcp"
 url="http://127.0.0.1:$envoy_port/mcp"
@@ -124,7 +128,7 @@ wait_http() { # url seconds
   return 1
 }
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in $envoy_port $ts_port $ts_internal_port $admin_port $backend_port $authz_port; do
+for p in $envoy_port $ts_port $ts_internal_port $admin_port $backend_port $authz_port $provider_port; do
   port_free "$p" || { echo "port 127.0.0.1:$p is in use; stop what holds it" >&2; exit 1; }
 done
 # The token service's internal API secret (at least 32 characters), for every token service and
@@ -229,7 +233,7 @@ bodies="$run/bodies"
 fill_gateway() { # out data_dir database_url jwks_address
   $py template "$bench/config/gateway.yaml.tmpl" "$1" ENVOY_PORT=$envoy_port ADMIN_PORT=$admin_port \
     BACKEND_PORT=$backend_port TS_PORT=$ts_port TS_INTERNAL_PORT=$ts_internal_port DATA="$2" DATABASE_URL="$3" \
-    WASM="$wasm" JWKS_ADDRESS="$4"
+    WASM="$wasm" JWKS_ADDRESS="$4" PROVIDER_PORT=$provider_port
 }
 
 key="$run/data/signing-key.pem"
@@ -486,10 +490,24 @@ token_service() { # sqlite|postgres
   fi
   cp "$key" "$dir/signing-key.pem"
   fill_gateway "$dir/gateway.yaml" "$dir" "$url_db" "127.0.0.1:$ts_port"
-  local password="bench-password-$RANDOM$RANDOM"
-  printf '%s\n' "$password" | "$ts_bin" user add --config "$dir/gateway.yaml" --username bench \
-    --email bench@company.com --group engineering --password-stdin >"$logs/E-$db-user.log" 2>&1 \
-    || { printf '{"db":"%s","error":"user add failed"}\n' "$db" >"$f"; fail "E ($db): user add failed (see $logs/E-$db-user.log)"; return 0; }
+  # The users: `bench` for the code and refresh grants, bench-up-1..N for the upstream-token fetch
+  # (each connects the provider of the route with upstream_oauth2 once, through the real flow).
+  # The users file is made once (argon2 hashing) and copied for the second database.
+  local up_users="" i
+  for i in $(seq 1 "$ts_up_users"); do up_users="$up_users${up_users:+,}bench-up-$i"; done
+  if [ -z "${ts_e_password:-}" ] || [ ! -f "$run/E-users.yaml" ]; then
+    ts_e_password="bench-password-$RANDOM$RANDOM"
+    : >"$logs/E-users.log"
+    for u in bench ${up_users//,/ }; do
+      printf '%s\n' "$ts_e_password" | "$ts_bin" user add --config "$dir/gateway.yaml" --username "$u" \
+        --email "$u@company.com" --group engineering --password-stdin >>"$logs/E-users.log" 2>&1 \
+        || { printf '{"db":"%s","error":"user add failed"}\n' "$db" >"$f"; fail "E ($db): user add failed (see $logs/E-users.log)"; return 0; }
+    done
+    cp "$dir/users.yaml" "$run/E-users.yaml"
+  else
+    cp "$run/E-users.yaml" "$dir/users.yaml"
+  fi
+  local password="$ts_e_password"
   start_bg "token-service-E-$db" 0 "$ts_bin" serve --config "$dir/gateway.yaml"
   local tpid=$LAST_PID
   if ! wait_http "http://127.0.0.1:$ts_port/.mcpgate/healthz" 30; then
@@ -500,7 +518,10 @@ token_service() { # sqlite|postgres
   [ "$mode" = smoke ] && codes=100 d=1
   timeout $((d + 120)) taskset -c "$c1" "$tools_bin" tsload --base "http://127.0.0.1:$ts_port" --issuer "$issuer" --resource "$resource" \
     --client-id bench-client --redirect-uri http://127.0.0.1:19999/callback --username bench --password "$password" \
-    --codes "$codes" --concurrency "$ts_conc" --duration "$d" --upstream-path "${BENCH_UPSTREAM_TOKEN_PATH:-}" >"$f.tmp" 2>"$logs/E-$db-load.log" || true
+    --codes "$codes" --concurrency "$ts_conc" --duration "$d" \
+    --upstream-resource "$issuer/upstream" --upstream-users "$up_users" \
+    --provider-listen "127.0.0.1:$provider_port" --internal-base "http://127.0.0.1:$ts_internal_port" \
+    >"$f.tmp" 2>"$logs/E-$db-load.log" || true
   python3 - "$f.tmp" "$f" "$db" <<'EOF' || fail "E ($db): load client failed (see $f)"
 import json, sys
 src, dst, db = sys.argv[1:4]
@@ -514,11 +535,14 @@ for phase in ("authorize", "exchange", "refresh", "upstream_token"):
     p = d.get(phase) or {}
     if "rps" in p:
         print("    %-15s %8.0f /s  p50 %6s µs  p99 %6s µs  errors %d %s" % (phase, p["rps"], p["p50_us"], p["p99_us"], p["errors"], p["error_samples"][:1]))
+        if "users" in p:
+            print("    %-15s %d users connected the provider (%.1f s; provider: %d code grants, %d refreshes)" % (
+                "", p["users"], p["connect"]["seconds"], p["provider_code_grants"], p["provider_refresh_grants"]))
     elif p:
-        print("    %-15s %s" % (phase, p.get("error")))
+        print("    %-15s %s %s" % (phase, p.get("error"), (p.get("connect") or {}).get("error_samples", [])[:1]))
 if d.get("error"):
     print("    error:", d["error"]); sys.exit(1)
-bad = [p for p in ("authorize", "exchange", "refresh")
+bad = [p for p in ("authorize", "exchange", "refresh", "upstream_token")
        if (d.get(p) or {}).get("errors") or not (d.get(p) or {}).get("ok")]
 if bad:
     print("    errors or no successful request in: %s" % ", ".join(bad)); sys.exit(1)

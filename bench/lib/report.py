@@ -291,6 +291,11 @@ def markdown(meta, records, memory, checks, e, tg):
     L.append("")
     L.append("## Token service (scenario E)")
     L.append("")
+    L.append("Straight to the token service (no Envoy). The upstream-token fetch is the call the filter makes on a "
+             "credentials cache miss, for a route with `upstream_oauth2` whose users connected the provider (a tiny one "
+             "the load client serves): every answer is checked (200, the provider's token for that user, an assertion) "
+             "and carries the upstream token decrypted from the database.")
+    L.append("")
     L.append("| database | phase | per second | p50 µs | p99 µs | p99.9 µs | errors |")
     L.append("|---|---|---:|---:|---:|---:|---:|")
     for db in ("sqlite", "postgres"):
@@ -301,8 +306,11 @@ def markdown(meta, records, memory, checks, e, tg):
             L.append("| %s | – | %s | | | | |" % (db, esc(d["error"])))
             continue
         for phase, label in (("authorize", "authorization (browser redirect, code issued)"), ("exchange", "authorization-code exchange"),
-                             ("refresh", "refresh grant (rotating)"), ("upstream_token", "upstream-token fetch")):
+                             ("refresh", "refresh grant (rotating)"),
+                             ("upstream_token", "upstream-token fetch (`POST /internal/v1/credentials`, a credentials cache miss)")):
             p = d.get(phase) or {}
+            if phase == "upstream_token" and p.get("users"):
+                label = label[:-1] + ", %d users)" % p["users"]
             if "rps" in p:
                 L.append("| %s | %s | %s | %s | %s | %s | %s |" % (db, label, fmt(p["rps"]), fmt(p["p50_us"]), fmt(p["p99_us"]), fmt(p["p999_us"]), p["errors"]))
             elif p:

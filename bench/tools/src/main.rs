@@ -9,9 +9,12 @@
 //!   mcpgate-bench render --config gateway.yaml --out envoy.yaml   (bootstrap via mcpgate-config)
 //!   mcpgate-bench tsload --base URL --issuer URL --resource URL --client-id C --redirect-uri U
 //!                        --username U --password P [--scope S] [--codes N] [--concurrency C]
-//!                        [--duration SECS] [--upstream-path PATH]
+//!                        [--duration SECS] [--upstream-resource URL --upstream-users u1,u2,...
+//!                        --provider-listen 127.0.0.1:PORT --internal-base URL]
+//!                        (the upstream-token phase reads MCPGATE_INTERNAL_API_SECRET)
 
 mod keys;
+mod provider;
 mod tsload;
 
 use std::collections::HashMap;
@@ -94,7 +97,14 @@ fn main() {
                 codes: opt("codes", "200").parse().unwrap_or_else(|_| die("--codes N")),
                 concurrency: opt("concurrency", "8").parse().unwrap_or_else(|_| die("--concurrency N")),
                 duration: Duration::from_secs_f64(opt("duration", "5").parse().unwrap_or_else(|_| die("--duration SECS"))),
-                upstream_path: opts.get("upstream-path").cloned().filter(|p| !p.is_empty()),
+                upstream: opts.get("upstream-resource").filter(|r| !r.is_empty()).map(|resource| tsload::Upstream {
+                    resource: resource.clone(),
+                    users: get("upstream-users").split(',').filter(|u| !u.is_empty()).map(str::to_string).collect(),
+                    provider_listen: get("provider-listen"),
+                    internal_base: get("internal-base"),
+                    secret: std::env::var("MCPGATE_INTERNAL_API_SECRET")
+                        .unwrap_or_else(|_| die("--upstream-resource needs MCPGATE_INTERNAL_API_SECRET in the environment")),
+                }),
             };
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| die(e));
             let local = tokio::task::LocalSet::new();

@@ -6,7 +6,13 @@
 //! 2. Exchanges every code at the token endpoint (measured: code exchanges/s).
 //! 3. Runs `--concurrency` refresh-token chains for `--duration` seconds, each grant rotating the
 //!    refresh token (measured: refresh grants/s).
-//! 4. With `--upstream-path`, fetches the upstream-token path with the access token (measured).
+//! 4. With `--upstream-resource`, the upstream-token fetch: serves a tiny OAuth provider
+//!    (`provider.rs`) on `--provider-listen`, connects it for every `--upstream-users` user through
+//!    the token service's real flow (authorize → sign-in → consent → provider → upstream callback →
+//!    code → token), then posts `/internal/v1/credentials` (on `--internal-base`, with
+//!    `MCPGATE_INTERNAL_API_SECRET`) with those users' TEs for `--duration` seconds, checking every
+//!    answer (measured: credentials answers/s, each with an upstream token decrypted from the
+//!    database).
 //!
 //! Requests go straight to the token service (`--base`) with `Host` set to the issuer's
 //! authority, so Envoy is not part of this measurement. Each worker keeps one HTTP/1.1
@@ -25,6 +31,8 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 
+use crate::provider;
+
 type Res<T> = Result<T, String>;
 
 #[derive(Clone)]
@@ -40,7 +48,23 @@ pub struct Config {
     pub codes: usize,
     pub concurrency: usize,
     pub duration: Duration,
-    pub upstream_path: Option<String>,
+    pub upstream: Option<Upstream>,
+}
+
+/// The upstream-token fetch (phase 4): bench users connect the provider of an `upstream_oauth2`
+/// route through the real flow, then the load posts `/internal/v1/credentials` with their TEs.
+#[derive(Clone)]
+pub struct Upstream {
+    /// The route's resource URL (`from` of the route with `upstream_oauth2`).
+    pub resource: String,
+    /// Bench users (password `--password`) who connect the provider, one TE each.
+    pub users: Vec<String>,
+    /// Where this process serves the tiny provider (the route's `endpoint` points here).
+    pub provider_listen: String,
+    /// The token service's internal listener, `http://127.0.0.1:PORT`.
+    pub internal_base: String,
+    /// `MCPGATE_INTERNAL_API_SECRET`.
+    pub secret: String,
 }
 
 struct Conn {
@@ -58,19 +82,22 @@ struct Reply {
 
 impl Conn {
     fn new(cfg: &Config) -> Self {
-        let addr = cfg
-            .base
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        let host = cfg
-            .issuer
-            .trim_start_matches("http://")
-            .trim_start_matches("https://")
-            .to_string();
+        Self::to(&cfg.base, &cfg.issuer)
+    }
+
+    /// A connection to `base` (`http://host:port`) sending `Host` = the authority of `host_of`.
+    fn to(base: &str, host_of: &str) -> Self {
+        let authority = |u: &str| {
+            u.trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        };
         Self {
-            addr,
-            host,
+            addr: authority(base),
+            host: authority(host_of),
             tx: None,
         }
     }
@@ -108,7 +135,11 @@ impl Conn {
             for (k, v) in headers {
                 b = b.header(*k, v);
             }
-            if body.is_some() {
+            if body.is_some()
+                && !headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
                 b = b.header("content-type", "application/x-www-form-urlencoded");
             }
             let req = b
@@ -164,7 +195,7 @@ pub fn pct(s: &str) -> String {
     out
 }
 
-fn pct_decode(s: &str) -> String {
+pub fn pct_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -340,6 +371,9 @@ fn parse_form(html: &str) -> Option<Form> {
 struct Flow {
     cfg: Config,
     cookies: RefCell<HashMap<String, String>>,
+    /// The in-process upstream provider: `/authorize` redirects to it are followed (and the code
+    /// claimed for `cfg.username`) instead of being refused as off the gateway.
+    provider: Option<(String, provider::Shared)>,
 }
 
 impl Flow {
@@ -416,7 +450,8 @@ impl Flow {
         let mut path = self.authorize_path(challenge, state);
         let mut body: Option<String> = None;
         let mut trail = Vec::new();
-        for _ in 0..12 {
+        let mut provider_conn: Option<Conn> = None;
+        for _ in 0..16 {
             trail.push(format!("{method} {}", path.split('?').next().unwrap_or("")));
             let r = conn
                 .send(&method, &path, &self.cookie_header(), body.take())
@@ -432,6 +467,37 @@ impl Flow {
                         return Ok(code);
                     }
                     return Err(format!("authorization error: {loc}"));
+                }
+                if let Some((origin, p)) = &self.provider {
+                    if let Some(rest) = loc.strip_prefix(origin.as_str()) {
+                        // The upstream provider (this process): it approves at once and redirects
+                        // to the token service's callback with a code, which this user claims.
+                        trail.push(format!(
+                            "GET provider {}",
+                            rest.split('?').next().unwrap_or("")
+                        ));
+                        let pc = provider_conn.get_or_insert_with(|| Conn::to(origin, origin));
+                        let pr = pc.send("GET", rest, &[], None).await?;
+                        let back = match (pr.status, pr.location) {
+                            (302, Some(back)) => back,
+                            (status, _) => {
+                                return Err(format!(
+                                    "the upstream provider answered {status} after {}: {}",
+                                    trail.join(" → "),
+                                    String::from_utf8_lossy(&pr.body)
+                                ))
+                            }
+                        };
+                        let code = query_param(&back, "code").unwrap_or_default();
+                        if !p.borrow_mut().claim(&code, &self.cfg.username) {
+                            return Err("the upstream provider's code could not be claimed".into());
+                        }
+                        path = self
+                            .local_path(&back, &path)
+                            .ok_or_else(|| "the provider redirected off the gateway".to_string())?;
+                        method = "GET".into();
+                        continue;
+                    }
                 }
                 path = self
                     .local_path(&loc, &path)
@@ -563,6 +629,7 @@ pub async fn run(cfg: Config) -> serde_json::Value {
     let flow = Rc::new(Flow {
         cfg: cfg.clone(),
         cookies: RefCell::new(HashMap::new()),
+        provider: None,
     });
     let mut out = serde_json::Map::new();
 
@@ -750,67 +817,214 @@ pub async fn run(cfg: Config) -> serde_json::Value {
         out.insert("refresh".into(), p.summary(t.elapsed()));
     }
 
-    // Phase 4: the upstream-token fetch path, when the harness knows it.
-    let first_access = grants.borrow().first().map(|(_, a)| a.clone());
-    match (&cfg.upstream_path, first_access) {
-        (Some(path), Some(access)) => {
-            let phase = Rc::new(RefCell::new(Phase::default()));
-            let deadline = Instant::now() + cfg.duration;
-            let t = Instant::now();
-            let mut tasks = Vec::new();
-            for _ in 0..cfg.concurrency {
-                let (phase, cfg, path, access) =
-                    (phase.clone(), cfg.clone(), path.clone(), access.clone());
-                tasks.push(tokio::task::spawn_local(async move {
-                    let mut conn = Conn::new(&cfg);
-                    while Instant::now() < deadline {
-                        let s = Instant::now();
-                        match conn
-                            .send(
-                                "GET",
-                                &path,
-                                &[("authorization", format!("Bearer {access}"))],
-                                None,
-                            )
-                            .await
-                        {
-                            Ok(r) if r.status == 200 => phase
-                                .borrow_mut()
-                                .lat_us
-                                .push(s.elapsed().as_micros() as u64),
-                            Ok(r) => {
-                                phase.borrow_mut().error(format!(
-                                    "{}: {}",
-                                    r.status,
-                                    String::from_utf8_lossy(&r.body)
-                                ));
-                                if phase.borrow().errors > 100 {
-                                    break;
-                                }
-                            }
-                            Err(e) => {
-                                phase.borrow_mut().error(e);
-                                break;
-                            }
-                        }
-                    }
-                }));
-            }
-            for t in tasks {
-                let _ = t.await;
-            }
-            let p = std::mem::take(&mut *phase.borrow_mut());
-            out.insert("upstream_token".into(), p.summary(t.elapsed()));
-        }
-        (None, _) => {
-            out.insert("upstream_token".into(), serde_json::json!({"error": "no upstream-token path configured (BENCH_UPSTREAM_TOKEN_PATH)"}));
-        }
-        (Some(_), None) => {
-            out.insert(
-                "upstream_token".into(),
-                serde_json::json!({"error": "no access token to fetch with"}),
-            );
-        }
+    // Phase 4: the upstream-token fetch (the filter's call-out on a credentials cache miss).
+    if let Some(up) = &cfg.upstream {
+        out.insert("upstream_token".into(), upstream_token(&cfg, up).await);
     }
     out.into()
+}
+
+/// Phase 4. Every bench user connects the provider once through the real flow (`/authorize` with
+/// `resource` = the route, sign-in, consent, the token service's redirect to the provider, the
+/// provider's redirect to `/.mcpgate/upstream/callback`, the code, `/token`); then, for
+/// `--duration`, `POST /internal/v1/credentials` with those users' TEs in turn. Every answer must
+/// be 200 with the upstream token the provider issued to that user, an assertion and a future
+/// `cache_until`; tokens are never printed.
+async fn upstream_token(cfg: &Config, up: &Upstream) -> serde_json::Value {
+    let origin = format!("http://{}", up.provider_listen);
+    let provider = match provider::start(&up.provider_listen).await {
+        Ok(p) => p,
+        Err(e) => return serde_json::json!({ "error": e }),
+    };
+    if up.users.is_empty() {
+        return serde_json::json!({"error": "no bench users to connect the provider"});
+    }
+
+    // Connect the provider: one browser (cookie jar) per user.
+    let connected: Rc<RefCell<Vec<(String, String)>>> = Rc::new(RefCell::new(Vec::new()));
+    let connect = Rc::new(RefCell::new(Phase::default()));
+    let next = Rc::new(RefCell::new(0usize));
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..cfg.concurrency.min(up.users.len()).max(1) {
+        let (connected, connect, next, provider, origin, cfg, up) = (
+            connected.clone(),
+            connect.clone(),
+            next.clone(),
+            provider.clone(),
+            origin.clone(),
+            cfg.clone(),
+            up.clone(),
+        );
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut conn = Conn::new(&cfg);
+            loop {
+                let i = {
+                    let mut n = next.borrow_mut();
+                    *n += 1;
+                    *n - 1
+                };
+                let Some(user) = up.users.get(i).cloned() else {
+                    break;
+                };
+                let flow = Flow {
+                    cfg: Config {
+                        username: user.clone(),
+                        resource: up.resource.clone(),
+                        ..cfg.clone()
+                    },
+                    cookies: RefCell::new(HashMap::new()),
+                    provider: Some((origin.clone(), provider.clone())),
+                };
+                let (verifier, challenge) = pkce();
+                let s = Instant::now();
+                let te: Res<String> = async {
+                    let code = flow
+                        .obtain_code(&mut conn, &challenge, &format!("u{i}"))
+                        .await?;
+                    let params = vec![
+                        ("grant_type".to_string(), "authorization_code".to_string()),
+                        ("code".into(), code),
+                        ("redirect_uri".into(), cfg.redirect_uri.clone()),
+                        ("client_id".into(), cfg.client_id.clone()),
+                        ("code_verifier".into(), verifier),
+                        ("resource".into(), up.resource.clone()),
+                    ];
+                    let v = flow.token(&mut conn, params).await?;
+                    if provider.borrow().token_of(&user).is_none() {
+                        return Err("the authorization did not go through the provider".into());
+                    }
+                    v["access_token"]
+                        .as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| "no access_token in the token answer".into())
+                }
+                .await;
+                match te {
+                    Ok(te) => {
+                        connect
+                            .borrow_mut()
+                            .lat_us
+                            .push(s.elapsed().as_micros() as u64);
+                        connected.borrow_mut().push((user, te));
+                    }
+                    Err(e) => connect.borrow_mut().error(format!("{user}: {e}")),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let connect = std::mem::take(&mut *connect.borrow_mut()).summary(t.elapsed());
+    let users: Rc<Vec<(String, String)>> = Rc::new(std::mem::take(&mut *connected.borrow_mut()));
+    if connect["errors"].as_u64() != Some(0) || users.len() != up.users.len() {
+        let mut p = provider.borrow().refused.clone();
+        p.truncate(2);
+        return serde_json::json!({
+            "error": format!("connecting the provider failed for {} of {} users", up.users.len() - users.len(), up.users.len()),
+            "connect": connect,
+            "provider_refused": p,
+        });
+    }
+
+    // The load: the call the filter makes on a credentials cache miss.
+    let phase = Rc::new(RefCell::new(Phase::default()));
+    let deadline = Instant::now() + cfg.duration;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..cfg.concurrency {
+        let (phase, provider, users, up) =
+            (phase.clone(), provider.clone(), users.clone(), up.clone());
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut conn = Conn::to(&up.internal_base, &up.internal_base);
+            let headers = [
+                ("authorization", format!("Bearer {}", up.secret)),
+                ("content-type", "application/json".to_string()),
+                ("accept", "application/json".to_string()),
+            ];
+            let mut j = w;
+            while Instant::now() < deadline {
+                let (user, te) = &users[j % users.len()];
+                j += 1;
+                let body = serde_json::json!({"route": up.resource, "token": te}).to_string();
+                let s = Instant::now();
+                let r = match conn
+                    .send("POST", "/internal/v1/credentials", &headers, Some(body))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        phase.borrow_mut().error(e);
+                        break;
+                    }
+                };
+                let elapsed = s.elapsed().as_micros() as u64;
+                match check_credentials(&r, provider.borrow().token_of(user), user) {
+                    Ok(()) => phase.borrow_mut().lat_us.push(elapsed),
+                    Err(e) => {
+                        phase.borrow_mut().error(e);
+                        if phase.borrow().errors > 100 {
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut p = std::mem::take(&mut *phase.borrow_mut());
+    let (code_grants, refresh_grants) = {
+        let pr = provider.borrow();
+        (pr.code_grants, pr.refresh_grants)
+    };
+    if refresh_grants > 0 {
+        p.error(format!(
+            "the token service refreshed upstream tokens {refresh_grants} times (none was due)"
+        ));
+    }
+    let mut v = p.summary(t.elapsed());
+    v["users"] = users.len().into();
+    v["connect"] = connect;
+    v["provider_code_grants"] = code_grants.into();
+    v["provider_refresh_grants"] = refresh_grants.into();
+    v
+}
+
+/// One `/internal/v1/credentials` answer: 200, JSON, the provider's token for `user`, an
+/// assertion (a JWT) and a `cache_until` in the future. Errors never quote a token.
+fn check_credentials(r: &Reply, expected: Option<&str>, user: &str) -> Res<()> {
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    if r.status != 200 {
+        return Err(format!(
+            "HTTP {} ({})",
+            r.status,
+            v["error"].as_str().unwrap_or("no error code")
+        ));
+    }
+    match v["upstream_token"].as_str() {
+        None => return Err(format!("200 without an upstream_token ({user})")),
+        Some(t) if Some(t) != expected => {
+            return Err(format!(
+                "200 with an upstream_token that is not the one the provider issued to {user}"
+            ))
+        }
+        Some(_) => {}
+    }
+    if v["assertion"]
+        .as_str()
+        .is_none_or(|a| a.split('.').count() != 3)
+    {
+        return Err(format!("200 without an assertion JWT ({user})"));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    if v["cache_until"].as_i64().is_none_or(|c| c <= now) {
+        return Err(format!("200 without a future cache_until ({user})"));
+    }
+    Ok(())
 }
