@@ -446,6 +446,43 @@ impl Store {
         .transpose()
     }
 
+    /// A refresh token and whether its family is revoked, in one query: the refresh grant's
+    /// hot path (each statement is a round trip to the database's worker thread).
+    pub async fn refresh_token_for_grant(
+        &self,
+        token_hash: &str,
+    ) -> anyhow::Result<Option<(RefreshToken, bool)>> {
+        let row = sqlx::query(
+            "SELECT r.token_hash, r.family_id, r.client_id, r.resource, r.username, r.sid, r.claims, \
+             r.scope, r.issued_at, r.expires_at, r.spent_at, \
+             (SELECT COUNT(*) FROM revoked_families f WHERE f.family_id = r.family_id) AS revoked \
+             FROM refresh_tokens r WHERE r.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            let revoked: i64 = r.try_get("revoked")?;
+            Ok((
+                RefreshToken {
+                    token_hash: r.try_get("token_hash")?,
+                    family_id: r.try_get("family_id")?,
+                    client_id: r.try_get("client_id")?,
+                    resource: r.try_get("resource")?,
+                    username: r.try_get("username")?,
+                    sid: r.try_get("sid")?,
+                    claims: r.try_get("claims")?,
+                    scope: r.try_get("scope")?,
+                    issued_at: r.try_get("issued_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                    spent_at: r.try_get("spent_at")?,
+                },
+                revoked > 0,
+            ))
+        })
+        .transpose()
+    }
+
     /// Marks a refresh token spent; true only for the one request that won.
     pub async fn spend_refresh_token(&self, token_hash: &str, now: i64) -> anyhow::Result<bool> {
         let done = sqlx::query(
@@ -497,14 +534,6 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    pub async fn is_family_revoked(&self, family_id: &str) -> anyhow::Result<bool> {
-        let row = sqlx::query("SELECT family_id FROM revoked_families WHERE family_id = $1")
-            .bind(family_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
     }
 
     // --- access tokens -------------------------------------------------------------------
@@ -936,7 +965,18 @@ mod tests {
             .record_access_token("jti1", "f1", t + 300)
             .await
             .expect("record jti");
-        assert!(!store.is_family_revoked("f1").await.expect("family"));
+        let family_revoked = |hash: &'static str| {
+            let store = &store;
+            async move {
+                store
+                    .refresh_token_for_grant(hash)
+                    .await
+                    .expect("lookup")
+                    .map(|(_, revoked)| revoked)
+            }
+        };
+        assert_eq!(family_revoked("r2").await, Some(false));
+        assert_eq!(family_revoked("nope").await, None);
         store
             .revoke_family("f1", "test", t, t + 3600)
             .await
@@ -945,7 +985,7 @@ mod tests {
             .revoke_family("f1", "test", t, t + 3600)
             .await
             .expect("revoke is idempotent");
-        assert!(store.is_family_revoked("f1").await.expect("family"));
+        assert_eq!(family_revoked("r2").await, Some(true));
         assert!(store
             .refresh_token("r2")
             .await

@@ -234,9 +234,9 @@ pub async fn refresh(
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let token_hash = opaque_token::hash(token);
     let invalid = || OAuthError::invalid_grant("the refresh token is not valid");
-    let record = state
+    let (record, family_revoked) = state
         .store
-        .refresh_token(&token_hash)
+        .refresh_token_for_grant(&token_hash)
         .await?
         .ok_or_else(invalid)?;
     if record.client_id != client.client_id {
@@ -244,7 +244,7 @@ pub async fn refresh(
             "the refresh token was issued to another client",
         ));
     }
-    if state.store.is_family_revoked(&record.family_id).await? {
+    if family_revoked {
         return Err(OAuthError::invalid_grant(
             "the refresh token has been revoked",
         ));
