@@ -24,6 +24,7 @@ use mcpgate_policy::Identity;
 use serde::Deserialize;
 
 use crate::jwks::KeySet;
+use crate::revocation::Revocations;
 
 /// Larger tokens are rejected before any parsing (a TE is well under 1 KB).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -268,6 +269,22 @@ impl AccessClaims {
             return Err(TokenError::WrongAudience);
         }
         Ok(())
+    }
+
+    /// What a request on `resource` is decided with: [`AccessClaims::check_for_route`], then the
+    /// revocation list (the token's `jti` or its subject).
+    pub fn identity_for_route(
+        &self,
+        resource: &str,
+        now: u64,
+        leeway_seconds: u64,
+        revocations: &Revocations,
+    ) -> Result<Rc<Identity>, TokenError> {
+        self.check_for_route(resource, now, leeway_seconds)?;
+        if revocations.is_revoked(self.jti.as_deref(), &self.sub) {
+            return Err(TokenError::Revoked);
+        }
+        Ok(Rc::clone(&self.identity))
     }
 
     fn check_expiry(&self, now: u64, leeway_seconds: u64) -> Result<(), TokenError> {

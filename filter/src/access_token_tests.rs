@@ -299,6 +299,35 @@ fn audience_as_array() {
 }
 
 #[test]
+fn identity_for_route_checks_the_route_then_the_revocation_list() {
+    let (pair, keys) = setup();
+    let claims = verify_signed(&token(&pair, &claims(ROUTE_A)), &keys, &PARAMS, NOW).unwrap();
+    let none = Revocations::default();
+    let identity = claims.identity_for_route(ROUTE_A, NOW, 5, &none).unwrap();
+    assert!(Rc::ptr_eq(&identity, &claims.identity));
+    assert_eq!(identity.user, "user-1");
+    let by_jti = Revocations::parse(br#"{"jtis":["jti-1"]}"#).unwrap();
+    let by_sub = Revocations::parse(br#"{"subjects":["user-1"]}"#).unwrap();
+    let others = Revocations::parse(br#"{"jtis":["jti-2"],"subjects":["user-2"]}"#).unwrap();
+    for revoked in [&by_jti, &by_sub] {
+        assert_eq!(
+            claims.identity_for_route(ROUTE_A, NOW, 5, revoked),
+            Err(TokenError::Revoked)
+        );
+    }
+    assert!(claims.identity_for_route(ROUTE_A, NOW, 5, &others).is_ok());
+    // The token's own checks come first.
+    assert_eq!(
+        claims.identity_for_route(ROUTE_B, NOW, 5, &by_jti),
+        Err(TokenError::WrongAudience)
+    );
+    assert_eq!(
+        claims.identity_for_route(ROUTE_A, NOW + 305, 5, &by_jti),
+        Err(TokenError::Expired)
+    );
+}
+
+#[test]
 fn other_algorithms_are_rejected_even_if_they_would_verify() {
     let (pair, keys) = setup();
     let body = b64(claims(ROUTE_A).to_string().as_bytes());

@@ -6,11 +6,13 @@
 use mcpgate_config::paths::{SESSION_COOKIE, SESSION_COOKIE_SECURE};
 use serde_json::json;
 
+use crate::access_token;
 use crate::challenge::LocalResponse;
 use crate::credentials::{
     decode_entry, encode_entry, is_header_safe, json_object, text, unexpected_status, CacheKey,
     MAX_ANSWER_BYTES,
 };
+use crate::revocation::Revocations;
 
 /// Longest session cookie value looked at (the token service's are short).
 pub const MAX_SESSION_BYTES: usize = 4096;
@@ -203,6 +205,18 @@ impl Session {
 
     fn is_valid(&self) -> bool {
         is_header_safe(&self.token) && is_header_safe(&self.assertion)
+    }
+
+    /// The TE's `jti` or subject has been revoked since the session was cached: the cached copy
+    /// is not used (the token service decides). The TE came from the token service, so its claims
+    /// are read without verifying it again.
+    pub fn is_revoked(&self, revocations: &Revocations) -> bool {
+        if revocations.is_empty() {
+            return false;
+        }
+        let claims = access_token::claims_json(&self.token);
+        let text = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
+        revocations.is_revoked(text("jti"), text("sub").unwrap_or_default())
     }
 }
 
@@ -420,5 +434,30 @@ mod tests {
         );
         assert!(Session::decode(&v, &key, 100).is_none());
         assert!(Session::decode(&v, &cache_key("scope", "http://h/other", "cookie"), 1).is_none());
+    }
+
+    #[test]
+    fn revoked_sessions() {
+        use crate::test_support::{claims, test_key, token, ROUTE_A};
+        let (pair, _) = test_key("k1");
+        let session = |token: String| Session {
+            token,
+            assertion: "a.b.c".into(),
+            cache_until: 100,
+        };
+        let s = session(token(&pair, &claims(ROUTE_A)));
+        let list = |json: &str| Revocations::parse(json.as_bytes()).unwrap();
+        assert!(!s.is_revoked(&Revocations::default()));
+        assert!(s.is_revoked(&list(r#"{"jtis":["jti-1"]}"#)));
+        assert!(s.is_revoked(&list(r#"{"subjects":["user-1"]}"#)));
+        assert!(!s.is_revoked(&list(r#"{"jtis":["jti-2"],"subjects":["user-2"]}"#)));
+        // Disconnects revoke no token.
+        assert!(!s.is_revoked(&list(
+            r#"{"disconnected":[{"sub":"user-1","route":"http://h/r","at":1}]}"#
+        )));
+        // A TE whose claims cannot be read has no jti and an empty subject.
+        let unreadable = session("t.e.x".into());
+        assert!(!unreadable.is_revoked(&list(r#"{"jtis":["jti-1"]}"#)));
+        assert!(!unreadable.is_revoked(&list(r#"{"subjects":["user-1"]}"#)));
     }
 }

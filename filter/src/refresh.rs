@@ -2,7 +2,8 @@
 //!
 //! The keys live in proxy-wasm shared data as `<fetched_at unix seconds>\n<JWKS document>`, so
 //! every worker VM sees when the copy was fetched and only one of them (the one holding the
-//! lease) refreshes it when it goes stale.
+//! lease) refreshes it when it goes stale. The lease (also the revocation list's) and the
+//! failure runs that throttle log lines are here too.
 
 /// A fetch that has not answered after this long is considered lost.
 pub const FETCH_TIMEOUT_SECONDS: u64 = 5;
@@ -75,6 +76,29 @@ impl Refresher {
     }
 }
 
+/// Failures in a row of something retried (a refresh, a poll, call-outs), for log throttling:
+/// the first failure of a run and every `every`-th after deserve a warning, the others a debug
+/// line, so an outage does not flood the log at one line per worker per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailureRun(u64);
+
+impl FailureRun {
+    /// One more failure; `true` when it deserves a warning.
+    pub fn failed(&mut self, every: u64) -> bool {
+        self.0 = self.0.saturating_add(1);
+        self.0.checked_rem(every) == Some(1)
+    }
+
+    pub fn succeeded(&mut self) {
+        self.0 = 0;
+    }
+
+    /// Failures in a row so far.
+    pub fn count(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Shared-data value: fetch time, newline, JWKS document.
 pub fn encode_shared(fetched_at: u64, document: &[u8]) -> Vec<u8> {
     let mut value = fetched_at.to_string().into_bytes();
@@ -88,6 +112,15 @@ pub fn decode_shared(value: &[u8]) -> Option<(u64, &[u8])> {
     let (head, rest) = value.split_at(newline);
     let fetched_at = std::str::from_utf8(head).ok()?.parse().ok()?;
     Some((fetched_at, rest.get(1..)?))
+}
+
+/// The JWKS answer's `:status` (`None`: no answer): only a 200 carries keys.
+pub fn check_answer(status: Option<&str>) -> Result<(), String> {
+    match status {
+        Some("200") => Ok(()),
+        Some(other) => Err(format!("token service answered {other}")),
+        None => Err("no response from the token service (timeout or connection failure)".into()),
+    }
 }
 
 /// Lease value: unix seconds until which one VM owns the periodic fetch.
@@ -137,12 +170,38 @@ mod tests {
     }
 
     #[test]
+    fn failure_runs_warn_on_the_first_and_every_nth() {
+        let mut run = FailureRun::default();
+        assert!(run.failed(60));
+        for _ in 0..59 {
+            assert!(!run.failed(60));
+        }
+        assert!(run.failed(60)); // the 61st
+        assert_eq!(run.count(), 61);
+        run.succeeded();
+        assert_eq!(run.count(), 0);
+        assert!(run.failed(100));
+        assert!(!run.failed(100));
+    }
+
+    #[test]
     fn shared_value_round_trip() {
         let v = encode_shared(1234, b"{\"keys\":[]}\n");
         assert_eq!(decode_shared(&v), Some((1234, &b"{\"keys\":[]}\n"[..])));
         assert_eq!(decode_shared(b"x\n{}"), None);
         assert_eq!(decode_shared(b"12"), None);
         assert_eq!(decode_shared(b"12\n"), Some((12, &b""[..])));
+    }
+
+    #[test]
+    fn answers() {
+        assert_eq!(check_answer(Some("200")), Ok(()));
+        assert_eq!(
+            check_answer(Some("304")),
+            Err("token service answered 304".to_owned())
+        );
+        assert!(matches!(check_answer(Some("503")), Err(m) if m.contains("503")));
+        assert!(matches!(check_answer(None), Err(m) if m.contains("timeout")));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Reading the parts of a request the filter decides on. No host calls.
 
+use mcpgate_config::paths;
+
 /// Why a request carries no usable bearer token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BearerError {
@@ -64,6 +66,12 @@ pub fn is_preflight(method: &str, has_request_method: bool) -> bool {
     method == "OPTIONS" && has_request_method
 }
 
+/// A header only the filter sets (`x-mcpgate-*`, in any case): a client's copy is removed.
+pub fn is_gateway_header(name: &str) -> bool {
+    name.get(..paths::GATEWAY_HEADER_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(paths::GATEWAY_HEADER_PREFIX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +114,21 @@ mod tests {
         assert!(is_preflight("OPTIONS", true));
         assert!(!is_preflight("OPTIONS", false));
         assert!(!is_preflight("POST", true));
+    }
+
+    #[test]
+    fn gateway_headers() {
+        for name in ["x-mcpgate-assertion", "X-MCPGate-Anything", "x-mcpgate-"] {
+            assert!(is_gateway_header(name), "{name}");
+        }
+        // The last one has a multi-byte character across the prefix length: no prefix, no panic.
+        for name in [
+            "x-mcpgate",
+            "x-request-id",
+            "authorization",
+            "x-mcpgate\u{e9}",
+        ] {
+            assert!(!is_gateway_header(name), "{name}");
+        }
     }
 }

@@ -14,6 +14,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::refresh::FailureRun;
+
 /// Upper bound on the document (tens of thousands of ids).
 pub const MAX_REVOCATIONS_BYTES: usize = 4 << 20;
 /// A poll that has not answered after this long is considered lost.
@@ -200,7 +202,7 @@ pub struct Poller {
     period: u64,
     in_flight_until: Option<u64>,
     /// Failed polls in a row (log throttling).
-    pub failures: u64,
+    pub failures: FailureRun,
 }
 
 impl Poller {
@@ -208,7 +210,7 @@ impl Poller {
         Poller {
             period: period.max(1),
             in_flight_until: None,
-            failures: 0,
+            failures: FailureRun::default(),
         }
     }
 
@@ -233,11 +235,10 @@ impl Poller {
     pub fn finished(&mut self, now: u64, ok: bool) -> (u64, bool) {
         self.in_flight_until = None;
         let warn = if ok {
-            self.failures = 0;
+            self.failures.succeeded();
             false
         } else {
-            self.failures = self.failures.saturating_add(1);
-            self.failures % 60 == 1
+            self.failures.failed(60)
         };
         (now.saturating_add(self.period), warn)
     }
@@ -387,9 +388,9 @@ mod tests {
             assert!(!p.finished(103, false).1);
         }
         assert!(p.finished(103, false).1); // the 60th + 1
-        assert_eq!(p.failures, 61);
+        assert_eq!(p.failures.count(), 61);
         p.finished(103, true);
-        assert_eq!(p.failures, 0);
+        assert_eq!(p.failures.count(), 0);
         assert_eq!(Poller::new(0).period(), 1);
     }
 }

@@ -1,0 +1,157 @@
+//! Call-outs to the token service's internal API (credentials, sessions, upstream rejections,
+//! revocations), and the shared-data caches of what it answered for credentials and sessions
+//! (fixed tables, see [`crate::credentials`]).
+
+use std::time::Duration;
+
+use mcpgate_config::paths;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::BufferType;
+
+use super::log_failure;
+use super::vm::Vm;
+use crate::client_session::Session;
+use crate::credentials::{self, CacheKey, Credentials, CALL_TIMEOUT_SECONDS, MAX_ANSWER_BYTES};
+
+/// The 503 description when the internal API cannot be used.
+pub(super) const NO_INTERNAL_API: &str = "the gateway cannot reach its token service";
+/// Shared-data tables (see [`credentials`]).
+const CREDENTIALS_TABLE: &str = "cred";
+const SESSION_TABLE: &str = "session";
+
+/// Where the internal API is and how to authenticate to it.
+pub(super) struct Internal {
+    pub(super) cluster: String,
+    pub(super) authority: String,
+    /// `Bearer <secret>`; `None` when the secret is not in the VM's environment: every request
+    /// that needs the internal API then fails closed.
+    pub(super) authorization: Option<String>,
+}
+
+/// The call-out answer's body, at most `MAX_ANSWER_BYTES + 1` bytes (more is refused anyway).
+pub(super) fn call_body(body_size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(
+        BufferType::HttpCallResponseBody,
+        0,
+        body_size.min(MAX_ANSWER_BYTES.saturating_add(1)),
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
+
+impl Vm {
+    /// The internal API is configured and its secret is known.
+    pub(super) fn internal_ready(&self) -> bool {
+        self.internal
+            .as_ref()
+            .is_some_and(|i| i.authorization.is_some())
+    }
+
+    /// Sends a call-out to the internal API from the current context; its answer comes to that
+    /// context. The secret goes in `authorization`, never into a log line.
+    pub(super) fn dispatch_internal(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        extra: Option<(&str, &str)>,
+    ) -> Result<u32, String> {
+        let Some(internal) = &self.internal else {
+            return Err("the internal API is not configured".into());
+        };
+        let Some(authorization) = &internal.authorization else {
+            return Err(format!("{} is not set", paths::INTERNAL_SECRET_ENV));
+        };
+        let mut headers = vec![
+            (":method", method),
+            (":path", path),
+            (":authority", internal.authority.as_str()),
+            ("authorization", authorization.as_str()),
+            ("accept", "application/json"),
+        ];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        headers.extend(extra);
+        hostcalls::dispatch_http_call(
+            &internal.cluster,
+            headers,
+            body,
+            vec![],
+            Duration::from_secs(CALL_TIMEOUT_SECONDS),
+        )
+        .map_err(|status| format!("cannot call cluster {}: {status:?}", internal.cluster))
+    }
+
+    /// Count a failed internal API call-out; warn on the first of a run and every 100th after.
+    pub(super) fn note_internal_failure(&mut self, what: &str, reason: &str) {
+        let warn = self.internal_failures.failed(100);
+        log_failure(
+            warn,
+            &format!(
+                "mcpgate: {what} from the token service failed ({} in a row): {reason}",
+                self.internal_failures.count()
+            ),
+        );
+    }
+
+    pub(super) fn internal_ok(&mut self) {
+        self.internal_failures.succeeded();
+    }
+
+    /// `disconnected_at`: when the token service last deleted the user's upstream token for the
+    /// route (an entry fetched at or before then is a miss).
+    pub(super) fn cached_credentials(
+        &self,
+        key: &CacheKey,
+        now: u64,
+        upstream_oauth: bool,
+        disconnected_at: Option<u64>,
+    ) -> Option<Credentials> {
+        let name = credentials::slot_name(CREDENTIALS_TABLE, key);
+        let (value, _) = hostcalls::get_shared_data(&name).ok()?;
+        Credentials::decode(&value?, key, now, upstream_oauth, disconnected_at)
+    }
+
+    /// `fetched_at`: when the call-out that answered `value` was sent.
+    pub(super) fn store_credentials(
+        &self,
+        key: &CacheKey,
+        value: &Credentials,
+        fetched_at: u64,
+        now: u64,
+    ) {
+        if value.reuse_until(fetched_at) > now {
+            if let Some(entry) = value.encode(key, fetched_at) {
+                let name = credentials::slot_name(CREDENTIALS_TABLE, key);
+                let _ = hostcalls::set_shared_data(&name, Some(&entry), None);
+            }
+        }
+    }
+
+    /// Empties `key`'s slot if it holds `key`'s entry.
+    pub(super) fn drop_credentials(&self, key: &CacheKey) {
+        let name = credentials::slot_name(CREDENTIALS_TABLE, key);
+        if let Ok((Some(value), cas)) = hostcalls::get_shared_data(&name) {
+            if credentials::decode_entry(&value, key, 0).is_some() {
+                let _ = hostcalls::set_shared_data(&name, Some(b""), cas);
+            }
+        }
+    }
+
+    pub(super) fn cached_session(&self, key: &CacheKey, now: u64) -> Option<Session> {
+        let name = credentials::slot_name(SESSION_TABLE, key);
+        let (value, _) = hostcalls::get_shared_data(&name).ok()?;
+        Session::decode(&value?, key, now)
+    }
+
+    pub(super) fn store_session(&self, key: &CacheKey, session: &Session, now: u64) {
+        if session.cache_until > now {
+            if let Some(entry) = session.encode(key) {
+                let name = credentials::slot_name(SESSION_TABLE, key);
+                let _ = hostcalls::set_shared_data(&name, Some(&entry), None);
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The token service's revocation list (`GET /internal/v1/revocations`): polled on the tick by one
+//! VM at a time (the lease says when the next poll is due, [`Poller`] keeps this VM's own poll
+//! from being duplicated) with `If-None-Match`, shared between the VMs as a [`SharedDocument`].
+//! A list that cannot be fetched is kept: the last one stays in force however old it gets.
+
+use mcpgate_config::paths;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MapType};
+
+use super::shared_document::{Document, SharedDocument};
+use super::vm::{Metrics, Vm};
+use super::{call_status, log, log_failure, now_secs};
+use crate::revocation::{self, PollAnswer, Poller, Revocations, MAX_REVOCATIONS_BYTES};
+
+impl Document for Revocations {
+    /// The list's ETag (empty when the token service sent none).
+    type Stamp = String;
+    const NAME: &'static str = "revocation list";
+    const BODY: &'static str = "the revocation list";
+    const MAX_BYTES: usize = MAX_REVOCATIONS_BYTES;
+
+    fn decode_shared(value: &[u8]) -> Option<(String, &[u8])> {
+        revocation::decode_shared(value).map(|(etag, document)| (etag.to_owned(), document))
+    }
+
+    fn parse(document: &[u8]) -> Result<Self, String> {
+        Revocations::parse(document).map_err(|e| e.to_string())
+    }
+}
+
+/// The revocation list in force on this VM, and its poll.
+pub(super) struct RevocationPoll {
+    pub(super) list: Revocations,
+    /// ETag of that list (empty when the token service sent none).
+    etag: String,
+    shared: SharedDocument<Revocations>,
+    poller: Poller,
+    /// The root context's outstanding revocation poll (its other call-out is the JWKS).
+    pub(super) call: Option<u32>,
+}
+
+impl RevocationPoll {
+    /// `scope`: the token service whose internal API lists the revocations.
+    pub(super) fn new(scope: &str, refresh_seconds: u64) -> Self {
+        RevocationPoll {
+            list: Revocations::default(),
+            etag: String::new(),
+            shared: SharedDocument::new("revocations", scope),
+            poller: Poller::new(refresh_seconds),
+            call: None,
+        }
+    }
+}
+
+impl Vm {
+    /// Adopt the shared revocation list if another VM (or this one) published a newer one.
+    fn sync_revocations(&mut self) {
+        if let Some((list, etag)) = self.revocations.shared.newer() {
+            self.install_revocations(list, etag);
+        }
+    }
+
+    fn install_revocations(&mut self, list: Revocations, etag: String) {
+        if list != self.revocations.list {
+            let (jtis, subjects, disconnects) = list.counts();
+            log(
+                LogLevel::Info,
+                &format!(
+                    "mcpgate: revocation list loaded: {jtis} token id(s), {subjects} subject(s), \
+                     {disconnects} upstream disconnect(s)"
+                ),
+            );
+            self.revocations.list = list;
+        }
+        self.revocations.etag = etag;
+    }
+
+    /// On the tick: adopt the shared list, and poll for a new one when this VM gets the lease.
+    pub(super) fn poll_revocations(&mut self, now: u64) {
+        if !self.internal_ready() {
+            return;
+        }
+        self.sync_revocations();
+        if !self.revocations.poller.idle(now) {
+            return;
+        }
+        let until = now.saturating_add(revocation::FETCH_TIMEOUT_SECONDS);
+        if !self.revocations.shared.claim_lease(now, until) {
+            return; // polled recently, or another VM is polling
+        }
+        self.revocations.poller.started(now);
+        Metrics::bump(self.metrics.revocations_refresh);
+        let etag = self.revocations.etag.clone();
+        let extra = (!etag.is_empty()).then_some(("if-none-match", etag.as_str()));
+        match self.dispatch_internal("GET", paths::INTERNAL_REVOCATIONS, None, extra) {
+            Ok(id) => self.revocations.call = Some(id),
+            Err(e) => self.finish_revocations(now, Err(e)),
+        }
+    }
+
+    pub(super) fn on_revocations_answer(&mut self, body_size: usize) {
+        self.revocations.call = None;
+        let result = self.read_revocations(body_size);
+        let now = now_secs().unwrap_or(0);
+        self.finish_revocations(now, result);
+    }
+
+    fn read_revocations(&mut self, body_size: usize) -> Result<(), String> {
+        match revocation::classify(call_status().as_deref()) {
+            PollAnswer::NotModified => return Ok(()),
+            PollAnswer::Failed(reason) => return Err(reason),
+            PollAnswer::Updated => {}
+        }
+        let (body, list) = SharedDocument::<Revocations>::read_answer(body_size)?;
+        let etag = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, "etag")
+            .ok()
+            .flatten();
+        let etag = revocation::usable_etag(etag.as_deref())
+            .unwrap_or_default()
+            .to_owned();
+        // Publish only a change. The ETag is visible ASCII or empty, never a newline, so equal
+        // shared values mean an equal ETag and list.
+        self.revocations
+            .shared
+            .publish_if_changed(&revocation::encode_shared(&etag, &body));
+        self.install_revocations(list, etag);
+        Ok(())
+    }
+
+    /// The poll is over: the next one is due after the period, whatever happened; on failure
+    /// the list in force stays.
+    fn finish_revocations(&mut self, now: u64, result: Result<(), String>) {
+        let (next, warn) = self.revocations.poller.finished(now, result.is_ok());
+        self.revocations.shared.set_lease(next);
+        if let Err(reason) = result {
+            Metrics::bump(self.metrics.revocations_refresh_failed);
+            log_failure(
+                warn,
+                &format!(
+                    "mcpgate: revocation list refresh failed ({} in a row; the last list stays \
+                     in force): {reason}",
+                    self.revocations.poller.failures.count()
+                ),
+            );
+        }
+    }
+}
