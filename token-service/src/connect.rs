@@ -463,6 +463,19 @@ async fn connect(
         }
         Err(e) => return internal_error_page(e),
     };
+    // Only users the route's policy lets in may connect its provider.
+    let identity = crate::internal_api::session_identity(state, &user, &session.sid);
+    let allowed =
+        crate::internal_api::allowed_routes(state, &identity).any(|r| r.resource == route.resource);
+    if !allowed {
+        tracing::info!(target: "mcpgate::audit", event = "upstream_connect_refused", user = %user.username, route = %route.resource, reason = "policy");
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "You cannot use this MCP server",
+            "The gateway's policy for this server does not include your account, so there is \
+             nothing to connect.",
+        );
+    }
     let Some(config) = &route.upstream_oauth2 else {
         return redirect(StatusCode::FOUND, &redirect_url);
     };

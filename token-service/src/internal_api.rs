@@ -434,6 +434,20 @@ fn session_claims(state: &AppState, user: &UserClaims, sid: &str) -> Value {
     claims
 }
 
+/// A signed-in browser user as route policies see them (the claims of a client-route TE).
+pub fn session_identity(
+    state: &AppState,
+    user: &UserClaims,
+    sid: &str,
+) -> mcpgate_policy::Identity {
+    mcpgate_policy::Identity {
+        user: user.username.clone(),
+        email: Some(user.email.clone()),
+        groups: user.groups.clone(),
+        claims: session_claims(state, user, sid),
+    }
+}
+
 /// A TE and assertion for the browser session whose cookie value is `secret`; `None` when the
 /// session does not exist or has expired.
 pub async fn session_credentials(
@@ -449,12 +463,7 @@ pub async fn session_credentials(
         return Ok(None);
     };
     let user: UserClaims = serde_json::from_str(&session.claims)?;
-    let identity = mcpgate_policy::Identity {
-        user: user.username.clone(),
-        email: Some(user.email.clone()),
-        groups: user.groups.clone(),
-        claims: session_claims(state, &user, &session.sid),
-    };
+    let identity = session_identity(state, &user, &session.sid);
     let mut audiences: Vec<String> = allowed_routes(state, &identity)
         .map(|r| r.resource.clone())
         .collect();

@@ -289,6 +289,10 @@ routes:
     name: Plain
     mcp:
       server: {{}}
+    policy:
+      deny:
+        or:
+          - user: {{is: mallory}}
   - from: http://localhost:18080/app
     to: http://127.0.0.1:18110
     name: Chat app
@@ -542,6 +546,18 @@ async fn connect_and_refresh(h: &Harness) {
         )
         .await;
     assert_eq!(plain.location().as_str(), "http://localhost:18080/app");
+    // A user the route's policy shuts out has nothing to connect.
+    let shut_out = h
+        .get(
+            &format!(
+                "/plain/.mcpgate/mcp/connect?redirect_url={}",
+                urlencode("http://localhost:18080/app")
+            ),
+            Some(&mallory),
+        )
+        .await;
+    assert_eq!(shut_out.status, StatusCode::FORBIDDEN);
+    assert!(shut_out.body.contains("policy"), "{}", shut_out.body);
     assert_eq!(
         h.get("/nothing/.mcpgate/mcp/connect", Some(&alice))
             .await
