@@ -428,22 +428,7 @@ impl Store {
         .bind(token_hash)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(RefreshToken {
-                token_hash: r.try_get("token_hash")?,
-                family_id: r.try_get("family_id")?,
-                client_id: r.try_get("client_id")?,
-                resource: r.try_get("resource")?,
-                username: r.try_get("username")?,
-                sid: r.try_get("sid")?,
-                claims: r.try_get("claims")?,
-                scope: r.try_get("scope")?,
-                issued_at: r.try_get("issued_at")?,
-                expires_at: r.try_get("expires_at")?,
-                spent_at: r.try_get("spent_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(refresh_token_from_row).transpose()
     }
 
     /// A refresh token and whether its family is revoked, in one query: the refresh grant's
@@ -463,22 +448,7 @@ impl Store {
         .await?;
         row.map(|r| {
             let revoked: i64 = r.try_get("revoked")?;
-            Ok((
-                RefreshToken {
-                    token_hash: r.try_get("token_hash")?,
-                    family_id: r.try_get("family_id")?,
-                    client_id: r.try_get("client_id")?,
-                    resource: r.try_get("resource")?,
-                    username: r.try_get("username")?,
-                    sid: r.try_get("sid")?,
-                    claims: r.try_get("claims")?,
-                    scope: r.try_get("scope")?,
-                    issued_at: r.try_get("issued_at")?,
-                    expires_at: r.try_get("expires_at")?,
-                    spent_at: r.try_get("spent_at")?,
-                },
-                revoked > 0,
-            ))
+            Ok((refresh_token_from_row(&r)?, revoked > 0))
         })
         .transpose()
     }
@@ -810,6 +780,22 @@ fn pending_from_row(r: &AnyRow) -> anyhow::Result<PendingAuthorization> {
         csrf_hash: r.try_get("csrf_hash")?,
         created_at: r.try_get("created_at")?,
         expires_at: r.try_get("expires_at")?,
+    })
+}
+
+fn refresh_token_from_row(r: &sqlx::any::AnyRow) -> anyhow::Result<RefreshToken> {
+    Ok(RefreshToken {
+        token_hash: r.try_get("token_hash")?,
+        family_id: r.try_get("family_id")?,
+        client_id: r.try_get("client_id")?,
+        resource: r.try_get("resource")?,
+        username: r.try_get("username")?,
+        sid: r.try_get("sid")?,
+        claims: r.try_get("claims")?,
+        scope: r.try_get("scope")?,
+        issued_at: r.try_get("issued_at")?,
+        expires_at: r.try_get("expires_at")?,
+        spent_at: r.try_get("spent_at")?,
     })
 }
 
