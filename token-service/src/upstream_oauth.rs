@@ -614,13 +614,15 @@ impl UpstreamOAuth {
 mod tests {
     use super::*;
 
+    fn strings(urls: Result<Vec<Url>, String>) -> Vec<String> {
+        urls.expect("urls").into_iter().map(String::from).collect()
+    }
+
     #[test]
     fn protected_resource_urls_try_path_then_root() {
-        let urls: Vec<String> = protected_resource_metadata_urls("http://127.0.0.1:3001/mcp")
-            .expect("urls")
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let urls: Vec<String> = strings(protected_resource_metadata_urls(
+            "http://127.0.0.1:3001/mcp",
+        ));
         assert_eq!(
             urls,
             [
@@ -628,11 +630,8 @@ mod tests {
                 "http://127.0.0.1:3001/.well-known/oauth-protected-resource",
             ]
         );
-        let root: Vec<String> = protected_resource_metadata_urls("https://mcp.example.com/")
-            .expect("urls")
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let root: Vec<String> =
+            strings(protected_resource_metadata_urls("https://mcp.example.com/"));
         assert_eq!(
             root,
             ["https://mcp.example.com/.well-known/oauth-protected-resource"]
@@ -641,11 +640,9 @@ mod tests {
 
     #[test]
     fn authorization_server_urls() {
-        let urls: Vec<String> = authorization_server_metadata_urls("https://as.example/tenant1")
-            .expect("urls")
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let urls: Vec<String> = strings(authorization_server_metadata_urls(
+            "https://as.example/tenant1",
+        ));
         assert_eq!(
             urls,
             [
@@ -654,11 +651,7 @@ mod tests {
                 "https://as.example/tenant1/.well-known/openid-configuration",
             ]
         );
-        let root: Vec<String> = authorization_server_metadata_urls("https://as.example")
-            .expect("urls")
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let root: Vec<String> = strings(authorization_server_metadata_urls("https://as.example"));
         assert_eq!(
             root,
             [

@@ -673,16 +673,17 @@ mod tests {
             expires_at: e,
             refresh_at: r,
         };
-        let use_ = |d: Decision| match d {
+        let use_ = |refresh: bool, expires_at: Option<i64>, now: i64| match decide(
+            secrets(refresh),
+            &row(100, expires_at),
+            now,
+        ) {
             Decision::Use(f) => Some(f),
             _ => None,
         };
+        assert_eq!(use_(true, None, 1_000_000), Some(token(None, None)));
         assert_eq!(
-            use_(decide(secrets(true), &row(100, None), 1_000_000)),
-            Some(token(None, None))
-        );
-        assert_eq!(
-            use_(decide(secrets(true), &row(100, Some(104)), 101)),
+            use_(true, Some(104), 101),
             Some(token(Some(104), Some(102)))
         );
         assert!(matches!(
@@ -690,7 +691,7 @@ mod tests {
             Decision::Refresh(_)
         ));
         assert_eq!(
-            use_(decide(secrets(false), &row(100, Some(104)), 103)),
+            use_(false, Some(104), 103),
             Some(token(Some(104), Some(104)))
         );
         assert!(matches!(

@@ -1,84 +1,43 @@
 //! In-process tests of the internal API, the routes listing, browser sign-in with `return_to`,
 //! service accounts (library and CLI) and the client_credentials grant (docs/delegation.md).
 
+mod support;
+
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use http_body_util::BodyExt;
 use jwt_simple::prelude::*;
-use mcpgate_config::GatewayConfig;
 use mcpgate_token_service::access_token::{self, Grant};
-use mcpgate_token_service::app::{now, router, AppState};
+use mcpgate_token_service::app::now;
 use mcpgate_token_service::authorize::{sign_in_redirect, validate_return_to};
 use mcpgate_token_service::internal_api::{self, InternalSecret};
 use mcpgate_token_service::service_accounts::{self, Created, NewAccount};
 use mcpgate_token_service::upstream_oauth::TokenSet;
 use mcpgate_token_service::upstream_tokens;
-use mcpgate_token_service::users::{self, UserClaims};
+use mcpgate_token_service::users::UserClaims;
 use serde_json::{json, Value};
-use tower::ServiceExt;
+use support::{
+    claims_of, send, Reply, Service as Harness, HOST, ISSUER, PASSWORD, SECRET, STATIC_SECRET,
+};
 
-const HOST: &str = "localhost:18080";
-const ISSUER: &str = "http://localhost:18080";
-const SECRET: &str = "internal-secret-0123456789-abcdefghij";
 const EVERYTHING: &str = "http://localhost:18080/everything";
 const ENG: &str = "http://localhost:18080/eng";
 const GITHUB: &str = "http://localhost:18080/github";
 const APP: &str = "http://localhost:18080/app";
-const PASSWORD: &str = "correct horse battery";
-const STATIC_SECRET: &str = "static-secret-0123456789";
 
-struct Harness {
-    state: Arc<AppState>,
-    public: Router,
-    internal: Router,
-    config_path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|_| panic!("JSON body, got {:?}", self.text()))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn header(&self, name: header::HeaderName) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ascii").to_string())
-    }
-}
-
-fn config_yaml(d: &std::path::Path) -> String {
-    let d = d.display();
-    format!(
+async fn harness() -> Harness {
+    let authorization_server = format!(
         r#"
-authorization_server:
-  issuer: {ISSUER}
-  signing_key_file: {d}/key.pem
   clients:
     - client_id: static-basic
       client_secret: {STATIC_SECRET}
-      redirect_uris: [https://app.example/cb]
-token_service:
-  listen: 127.0.0.1:18081
-  database_url: sqlite://{d}/data/db.sqlite?mode=rwc
-  users_file: {d}/users.yaml
-  upstream_token_key_file: {d}/upstream-key
-routes:
+      redirect_uris: [https://app.example/cb]"#
+    );
+    let routes = format!(
+        r#"
   - from: {EVERYTHING}
     to: http://127.0.0.1:3001/mcp
     name: Everything
@@ -107,62 +66,17 @@ routes:
     to: http://127.0.0.1:18110
     name: Chat app
     mcp:
-      client: {{}}
-"#
-    )
-}
-
-async fn harness() -> Harness {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let yaml = config_yaml(dir.path());
-    let config_path = dir.path().join("gateway.yaml");
-    std::fs::write(&config_path, &yaml).expect("write config");
-    let config = GatewayConfig::load(&config_path).expect("config");
-    for (name, groups) in [("alice", vec!["eng".to_string()]), ("bob", vec![])] {
-        users::upsert(
-            &config.token_service.users_file,
-            users::User {
-                username: name.into(),
-                email: format!("{name}@example.com"),
-                name: Some(name.to_uppercase()),
-                groups,
-                password_hash: users::hash_password(PASSWORD).expect("hash"),
-            },
-        )
-        .expect("users file");
-    }
-    let state = Arc::new(AppState::new(config).await.expect("state"));
-    let secret = Arc::new(InternalSecret::new(SECRET).expect("secret"));
-    Harness {
-        public: router(state.clone()),
-        internal: internal_api::router(state.clone(), secret),
-        state,
-        config_path,
-        _dir: dir,
-    }
-}
-
-async fn send(router: &Router, req: Request<Body>) -> Reply {
-    let response = router.clone().oneshot(req).await.expect("response");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
+      client: {{}}"#
+    );
+    let gateway = support::Gateway {
+        authorization_server: &authorization_server,
+        database_url: "sqlite://{dir}/data/db.sqlite?mode=rwc",
+        token_service: "  upstream_token_key_file: {dir}/upstream-key",
+        routes: &routes,
+    };
+    gateway
+        .start(&[("alice", "ALICE", &["eng"]), ("bob", "BOB", &[])])
         .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn claims_of(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).expect("payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("claims")
 }
 
 fn header_of(jwt: &str) -> Value {
@@ -227,11 +141,7 @@ impl Harness {
     }
 
     async fn public_get(&self, path: &str, headers: &[(header::HeaderName, &str)]) -> Reply {
-        let mut req = Request::get(path).header(header::HOST, HOST);
-        for (k, v) in headers {
-            req = req.header(k, *v);
-        }
-        send(&self.public, req.body(Body::empty()).expect("request")).await
+        support::get_with(&self.public, path, headers).await
     }
 
     async fn public_post_form(
@@ -240,16 +150,7 @@ impl Harness {
         form: &[(&str, &str)],
         headers: &[(header::HeaderName, String)],
     ) -> Reply {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let mut req = Request::post(path)
-            .header(header::HOST, HOST)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        send(&self.public, req.body(Body::from(body)).expect("request")).await
+        support::post_form(&self.public, path, form, headers).await
     }
 
     /// A TE for a user and one resource, minted and recorded like the token endpoint does.
@@ -279,21 +180,9 @@ impl Harness {
 
     /// Signs a user in through `GET/POST /.mcpgate/sign_in?return_to=…`; returns the cookie.
     async fn sign_in_for_app(&self, username: &str) -> String {
-        let reply = self
-            .public_post_form(
-                "/.mcpgate/sign_in",
-                &[
-                    ("return_to", APP),
-                    ("username", username),
-                    ("password", PASSWORD),
-                ],
-                &[],
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+        let reply = support::sign_in(&self.public, ("return_to", APP), username).await;
         assert_eq!(reply.header(header::LOCATION).as_deref(), Some(APP));
-        let set_cookie = reply.header(header::SET_COOKIE).expect("cookie");
-        set_cookie.split(';').next().expect("pair").to_string()
+        reply.cookie()
     }
 
     async fn session(&self, cookie: &str, route: &str) -> Reply {

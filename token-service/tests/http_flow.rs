@@ -1,71 +1,24 @@
 //! In-process HTTP tests of the token service router (`tower::ServiceExt::oneshot`): discovery
 //! documents, registration, and authorize → sign_in → consent → code → token → refresh.
 
-use std::sync::Arc;
+mod support;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use http_body_util::BodyExt;
-use mcpgate_config::GatewayConfig;
-use mcpgate_token_service::app::{router, AppState};
-use mcpgate_token_service::{pkce, users};
 use serde_json::Value;
-use tower::ServiceExt;
+use support::{claims_of, query, Reply, Service, HOST, STATIC_SECRET, VERIFIER};
 
-const HOST: &str = "localhost:18080";
-const VERIFIER: &str = "a-verifier-that-is-long-enough-for-pkce-0123456789";
-const STATIC_SECRET: &str = "static-secret-0123456789";
 const RESOURCE: &str = "http://localhost:18080/everything";
 
 struct Harness {
-    router: Router,
-    _dir: tempfile::TempDir,
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn location(&self) -> url::Url {
-        let loc = self
-            .headers
-            .get(header::LOCATION)
-            .expect("Location")
-            .to_str()
-            .expect("ascii");
-        url::Url::parse("http://localhost:18080")
-            .expect("base")
-            .join(loc)
-            .expect("url")
-    }
-}
-
-fn query(url: &url::Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    service: Service,
 }
 
 async fn harness() -> Harness {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path().display();
-    let yaml = format!(
+    let authorization_server = format!(
         r#"
-authorization_server:
-  issuer: http://localhost:18080
-  signing_key_file: {d}/key.pem
   clients:
     - client_id: static-public
       token_endpoint_auth_method: none
@@ -74,12 +27,13 @@ authorization_server:
       client_secret: {STATIC_SECRET}
       redirect_uris: [https://app.example/cb]
   dynamic_registration:
-    max_metadata_bytes: 1024
-token_service:
-  listen: 127.0.0.1:18081
-  database_url: sqlite://{d}/data/db.sqlite?mode=rwc
-  users_file: {d}/users.yaml
-routes:
+    max_metadata_bytes: 1024"#
+    );
+    let gateway = support::Gateway {
+        authorization_server: &authorization_server,
+        database_url: "sqlite://{dir}/data/db.sqlite?mode=rwc",
+        token_service: "",
+        routes: r#"
   - from: http://localhost:18080/everything
     to: http://127.0.0.1:3001/mcp
     name: Everything
@@ -89,53 +43,16 @@ routes:
         default_resource: true
   - from: http://localhost:18080/second
     to: http://127.0.0.1:3002/mcp
-    mcp: {{server: {{}}}}
-"#
-    );
-    let config = GatewayConfig::from_yaml(&yaml).expect("config");
-    users::upsert(
-        &config.token_service.users_file,
-        users::User {
-            username: "alice".into(),
-            email: "alice@example.com".into(),
-            name: Some("Alice".into()),
-            groups: vec!["eng".into()],
-            password_hash: users::hash_password("correct horse battery").expect("hash"),
-        },
-    )
-    .expect("users file");
-    let state = Arc::new(AppState::new(config).await.expect("state"));
+    mcp: {server: {}}"#,
+    };
     Harness {
-        router: router(state),
-        _dir: dir,
+        service: gateway.start(&[("alice", "Alice", &["eng"])]).await,
     }
 }
 
 impl Harness {
-    async fn send(&self, req: Request<Body>) -> Reply {
-        let response = self.router.clone().oneshot(req).await.expect("response");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec();
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
     async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
-        let mut req = Request::get(path).header(header::HOST, HOST);
-        if let Some(c) = cookie {
-            req = req.header(header::COOKIE, c);
-        }
-        self.send(req.body(Body::empty()).expect("request")).await
+        support::get(&self.service.public, path, cookie).await
     }
 
     async fn post_form(
@@ -144,17 +61,7 @@ impl Harness {
         form: &[(&str, &str)],
         extra: &[(header::HeaderName, String)],
     ) -> Reply {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let mut req = Request::post(path)
-            .header(header::HOST, HOST)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-        for (k, v) in extra {
-            req = req.header(k, v);
-        }
-        self.send(req.body(Body::from(body)).expect("request"))
-            .await
+        support::post_form(&self.service.public, path, form, extra).await
     }
 
     async fn register(&self, body: Value) -> Reply {
@@ -163,55 +70,24 @@ impl Harness {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body.to_string()))
             .expect("request");
-        self.send(req).await
+        support::send(&self.service.public, req).await
     }
 
     fn authorize_url(&self, client_id: &str, redirect_uri: &str, extra: &str) -> String {
-        let q = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("client_id", client_id)
-            .append_pair("redirect_uri", redirect_uri)
-            .append_pair("response_type", "code")
-            .append_pair("code_challenge", &pkce::challenge_for(VERIFIER))
-            .append_pair("code_challenge_method", "S256")
-            .append_pair("state", "st4te")
-            .finish();
-        format!("/.mcpgate/oauth/authorize?{q}{extra}")
+        support::authorize_url(client_id, redirect_uri, "st4te", extra)
     }
 
     /// Signs alice in for a pending request; returns the session cookie and the consent URL.
     async fn sign_in(&self, request: &str) -> (String, url::Url) {
-        let reply = self
-            .post_form(
-                "/.mcpgate/sign_in",
-                &[
-                    ("request", request),
-                    ("username", "alice"),
-                    ("password", "correct horse battery"),
-                ],
-                &[],
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-        let set_cookie = reply
-            .headers
-            .get(header::SET_COOKIE)
-            .expect("cookie")
-            .to_str()
-            .expect("ascii")
-            .to_string();
+        let reply = support::sign_in(&self.service.public, ("request", request), "alice").await;
+        let set_cookie = reply.header(header::SET_COOKIE).expect("cookie");
         assert!(
             set_cookie.contains("HttpOnly")
                 && set_cookie.contains("SameSite=Lax")
                 && set_cookie.contains("Path=/")
         );
-        let cookie = set_cookie.split(';').next().expect("pair").to_string();
-        (cookie, reply.location())
+        (reply.cookie(), reply.location())
     }
-}
-
-fn claims_of(jwt: &str) -> Value {
-    let payload = jwt.split('.').nth(1).expect("payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("claims")
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 //! callers, in one process and across two service instances sharing the database. Runs on
 //! SQLite, and on PostgreSQL too when MCPGATE_TEST_POSTGRES_URL is set.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,23 +19,18 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use http_body_util::BodyExt;
 use mcpgate_config::gateway::ServerRoute;
-use mcpgate_config::GatewayConfig;
-use mcpgate_token_service::app::{now, router, AppState};
-use mcpgate_token_service::internal_api::{self, InternalSecret};
+use mcpgate_token_service::app::{now, AppState};
+use mcpgate_token_service::session;
 use mcpgate_token_service::upstream_tokens::{self, Fresh};
 use mcpgate_token_service::users::UserClaims;
-use mcpgate_token_service::{pkce, session};
 use sha2::{Digest, Sha256};
-use sqlx::any::AnyPoolOptions;
+use support::{query, urlencode, Reply, Service, SECRET, VERIFIER};
 use tower::ServiceExt;
 
-const HOST: &str = "localhost:18080";
 const CALLBACK: &str = "http://localhost:18080/.mcpgate/upstream/callback";
 const GITHUB: &str = "http://localhost:18080/github";
 const DISCOVERED: &str = "http://localhost:18080/discovered";
 const CLIENT_REDIRECT: &str = "http://127.0.0.1:9999/cb";
-const VERIFIER: &str = "a-verifier-that-is-long-enough-for-pkce-0123456789";
-const SECRET: &str = "internal-secret-0123456789-abcdefghij";
 
 // --- the provider ------------------------------------------------------------------------------
 
@@ -195,40 +192,16 @@ async fn start_provider(p: Shared) -> String {
 // --- the token service -------------------------------------------------------------------------
 
 struct Harness {
-    state: Arc<AppState>,
-    router: Router,
-    internal: Router,
+    service: Service,
     provider: Shared,
     base: String,
-    config: GatewayConfig,
-    _dir: tempfile::TempDir,
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Reply {
-    fn location(&self) -> url::Url {
-        let loc = self
-            .headers
-            .get(header::LOCATION)
-            .unwrap_or_else(|| panic!("no Location ({}): {}", self.status, self.body))
-            .to_str()
-            .expect("ascii");
-        url::Url::parse("http://localhost:18080")
-            .expect("base")
-            .join(loc)
-            .expect("url")
+impl std::ops::Deref for Harness {
+    type Target = Service;
+    fn deref(&self) -> &Service {
+        &self.service
     }
-}
-
-fn query(url: &url::Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 async fn harness(database_url: &str) -> Harness {
@@ -244,24 +217,15 @@ async fn harness(database_url: &str) -> Harness {
         resources: vec![],
     }));
     let base = start_provider(provider.clone()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path().display();
-    let db = database_url.replace("{dir}", &d.to_string());
-    let yaml = format!(
+    let authorization_server = format!(
         r#"
-authorization_server:
-  issuer: http://localhost:18080
-  signing_key_file: {d}/key.pem
   clients:
     - client_id: static-public
       token_endpoint_auth_method: none
-      redirect_uris: [{CLIENT_REDIRECT}]
-token_service:
-  listen: 127.0.0.1:18081
-  database_url: {db}
-  users_file: {d}/users.yaml
-  upstream_token_key_file: {d}/keys/upstream-token-key
-routes:
+      redirect_uris: [{CLIENT_REDIRECT}]"#
+    );
+    let routes = format!(
+        r#"
   - from: {GITHUB}
     to: {base}/mcp
     name: GitHub
@@ -297,20 +261,18 @@ routes:
     to: http://127.0.0.1:18110
     name: Chat app
     mcp:
-      client: {{}}
-"#
+      client: {{}}"#
     );
-    let config = GatewayConfig::from_yaml(&yaml).expect("config");
-    let state = Arc::new(AppState::new(config.clone()).await.expect("state"));
-    let secret = Arc::new(InternalSecret::new(SECRET).expect("secret"));
+    let gateway = support::Gateway {
+        authorization_server: &authorization_server,
+        database_url,
+        token_service: "  upstream_token_key_file: {dir}/keys/upstream-token-key",
+        routes: &routes,
+    };
     Harness {
-        router: router(state.clone()),
-        internal: internal_api::router(state.clone(), secret),
-        state,
+        service: gateway.start(&[]).await,
         provider,
         base,
-        config,
-        _dir: dir,
     }
 }
 
@@ -326,23 +288,6 @@ impl Harness {
 
     fn provider(&self) -> std::sync::MutexGuard<'_, Provider> {
         self.provider.lock().expect("provider")
-    }
-
-    async fn send(&self, req: Request<Body>) -> Reply {
-        let response = self.router.clone().oneshot(req).await.expect("response");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        Reply {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        }
     }
 
     /// `GET /internal/v1/revocations`, with `If-None-Match: etag`: (status, ETag, body).
@@ -395,23 +340,11 @@ impl Harness {
     }
 
     async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
-        let mut req = Request::get(path).header(header::HOST, HOST);
-        if let Some(c) = cookie {
-            req = req.header(header::COOKIE, c);
-        }
-        self.send(req.body(Body::empty()).expect("request")).await
+        support::get(&self.public, path, cookie).await
     }
 
     async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Reply {
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let req = Request::post(path)
-            .header(header::HOST, HOST)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(body))
-            .expect("request");
-        self.send(req).await
+        support::post_form(&self.public, path, form, &[]).await
     }
 
     /// A signed-in browser session for `username`: its cookie.
@@ -499,7 +432,7 @@ async fn connect_and_refresh(h: &Harness) {
         .await;
     assert_eq!(evil.status, StatusCode::BAD_REQUEST);
     assert!(evil.headers.get(header::LOCATION).is_none());
-    assert!(evil.body.contains("user information"), "{}", evil.body);
+    assert!(evil.text().contains("user information"), "{}", evil.text());
 
     // Without a session: to sign-in, and back to this connect URL afterwards.
     let anonymous = h.get(&connect, None).await;
@@ -519,7 +452,7 @@ async fn connect_and_refresh(h: &Harness) {
             None,
         )
         .await;
-    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
 
     // The provider says no: a clear page, and the state is used up.
     let declined = h.get(&connect, Some(&mallory)).await;
@@ -529,11 +462,11 @@ async fn connect_and_refresh(h: &Harness) {
     );
     let page = h.get(&declined_callback, Some(&mallory)).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
-    assert!(page.body.contains("access_denied"), "{}", page.body);
-    assert!(!page.body.contains("<b>no"), "provider text is escaped");
+    assert!(page.text().contains("access_denied"), "{}", page.text());
+    assert!(!page.text().contains("<b>no"), "provider text is escaped");
     let again = h.get(&declined_callback, Some(&mallory)).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);
-    assert!(again.body.contains("no longer valid"), "{}", again.body);
+    assert!(again.text().contains("no longer valid"), "{}", again.text());
 
     // A route without upstream OAuth goes straight back.
     let plain = h
@@ -557,7 +490,7 @@ async fn connect_and_refresh(h: &Harness) {
         )
         .await;
     assert_eq!(shut_out.status, StatusCode::FORBIDDEN);
-    assert!(shut_out.body.contains("policy"), "{}", shut_out.body);
+    assert!(shut_out.text().contains("policy"), "{}", shut_out.text());
     assert_eq!(
         h.get("/nothing/.mcpgate/mcp/connect", Some(&alice))
             .await
@@ -567,7 +500,7 @@ async fn connect_and_refresh(h: &Harness) {
 
     // Signed in: to the provider.
     let started = h.get(&connect, Some(&alice)).await;
-    assert_eq!(started.status, StatusCode::FOUND, "{}", started.body);
+    assert_eq!(started.status, StatusCode::FOUND, "{}", started.text());
     let location = started.location();
     assert_eq!(query(&location, "scope").as_deref(), Some("read:user"));
     assert_eq!(query(&location, "prompt").as_deref(), Some("consent"));
@@ -583,7 +516,11 @@ async fn connect_and_refresh(h: &Harness) {
     for cookie in [None, Some(mallory.as_str())] {
         let refused = h.get(&callback, cookie).await;
         assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{cookie:?}");
-        assert!(refused.body.contains("browser session"), "{}", refused.body);
+        assert!(
+            refused.text().contains("browser session"),
+            "{}",
+            refused.text()
+        );
     }
     assert_eq!(
         upstream_tokens::status(&h.state, "alice", &h.route(GITHUB))
@@ -593,7 +530,7 @@ async fn connect_and_refresh(h: &Harness) {
     );
 
     let done = h.get(&callback, Some(&alice)).await;
-    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
     assert_eq!(
         done.location().as_str(),
         "http://localhost:18080/app/settings?tab=mcp"
@@ -725,7 +662,7 @@ async fn short_lived_token_is_refreshed_halfway(h: &Harness) {
             Some(&bob),
         )
         .await;
-    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
     let first = h.fresh("bob", GITHUB).await;
     let Fresh::Token {
         access_token,
@@ -754,16 +691,8 @@ async fn authorization_reconnects_the_provider(h: &Harness) {
     let carol = h.session("carol").await;
     let route = h.route(DISCOVERED);
     let authorize = |state: &str| {
-        let q = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("client_id", "static-public")
-            .append_pair("redirect_uri", CLIENT_REDIRECT)
-            .append_pair("response_type", "code")
-            .append_pair("code_challenge", &pkce::challenge_for(VERIFIER))
-            .append_pair("code_challenge_method", "S256")
-            .append_pair("state", state)
-            .append_pair("resource", DISCOVERED)
-            .finish();
-        format!("/.mcpgate/oauth/authorize?{q}")
+        let resource = format!("&resource={}", urlencode(DISCOVERED));
+        support::authorize_url("static-public", CLIENT_REDIRECT, state, &resource)
     };
     // Through the provider before the code: discovered endpoints, with `resource`.
     let consent = h.get(&authorize("s1"), Some(&carol)).await.location();
@@ -777,7 +706,7 @@ async fn authorization_reconnects_the_provider(h: &Harness) {
         to_provider.status,
         StatusCode::FOUND,
         "{}",
-        to_provider.body
+        to_provider.text()
     );
     let location = to_provider.location();
     assert_eq!(
@@ -791,7 +720,7 @@ async fn authorization_reconnects_the_provider(h: &Harness) {
             Some(&carol),
         )
         .await;
-    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.text());
     let back = done.location();
     assert!(back.as_str().starts_with(CLIENT_REDIRECT), "{back}");
     assert_eq!(query(&back, "state").as_deref(), Some("s1"));
@@ -813,8 +742,8 @@ async fn authorization_reconnects_the_provider(h: &Harness) {
             ],
         )
         .await;
-    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.body);
-    let tokens: serde_json::Value = serde_json::from_str(&tokens.body).expect("json");
+    assert_eq!(tokens.status, StatusCode::OK, "{}", tokens.text());
+    let tokens: serde_json::Value = serde_json::from_str(&tokens.text()).expect("json");
     let refresh = tokens["refresh_token"]
         .as_str()
         .expect("refresh")
@@ -850,16 +779,16 @@ async fn authorization_reconnects_the_provider(h: &Harness) {
         )
         .await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-    assert!(refused.body.contains("invalid_grant"), "{}", refused.body);
     assert!(
-        refused.body.contains("upstream authorization required"),
+        refused.text().contains("invalid_grant"),
         "{}",
-        refused.body
+        refused.text()
     );
-}
-
-fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    assert!(
+        refused.text().contains("upstream authorization required"),
+        "{}",
+        refused.text()
+    );
 }
 
 async fn all_scenarios(database_url: &str) {
@@ -890,28 +819,8 @@ async fn upstream_oauth_on_postgres_when_configured() {
         eprintln!("MCPGATE_TEST_POSTGRES_URL not set; skipping the PostgreSQL upstream test");
         return;
     };
-    sqlx::any::install_default_drivers();
-    let schema = format!(
-        "mcpgate_upstream_{}",
-        mcpgate_token_service::opaque_token::generate()
-            .to_ascii_lowercase()
-            .replace(['-', '_'], "")
-    );
-    let admin = AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&base)
-        .await
-        .expect("connect to postgres");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&admin)
-        .await
-        .expect("create schema");
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-    let outcome = tokio::spawn(async move { all_scenarios(&url).await }).await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(&admin)
-        .await
-        .expect("drop schema");
-    outcome.expect("postgres upstream test");
+    support::in_postgres_schema(&base, "mcpgate_upstream_", |url| async move {
+        all_scenarios(&url).await
+    })
+    .await;
 }

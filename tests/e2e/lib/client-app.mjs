@@ -12,7 +12,7 @@
 // Every request is recorded: method, path, the Authorization and Cookie headers, the names of any
 // x-mcpgate-* headers, and the assertion verified with jose (lib/assertion.mjs). The log file gets
 // request lines and outcomes, never a header value.
-import http from 'node:http';
+import { startHttpServer, stopHttpServer } from './net.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -60,27 +60,22 @@ export class ClientApp {
   }
 
   async start() {
-    this.server = http.createServer((req, res) => {
-      this.handle(req, res).catch((e) => {
+    ({ server: this.server, port: this.port } = await startHttpServer(
+      this.port,
+      (req, res) => this.handle(req, res),
+      (e, res) => {
         this._log(`error ${e.stack ?? e}`);
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
         res.end('internal error');
-      });
-    });
-    await new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.port, '127.0.0.1', resolve);
-    });
-    this.port = this.server.address().port;
+      },
+    ));
     if (this.logFile) fs.mkdirSync(path.dirname(this.logFile), { recursive: true });
     this._log(`listening on ${this.origin} for ${this.appUrl}`);
     return this;
   }
 
   async stop() {
-    if (!this.server) return;
-    this.server.closeAllConnections?.();
-    await new Promise((r) => this.server.close(r));
+    await stopHttpServer(this.server);
     this.server = undefined;
   }
 

@@ -20,7 +20,7 @@
 // Controls for tests: refuseRefresh(mode), refuseCodes(mode), down(bool), expireAll(), addClient(),
 // consent(url) (the user's answer over HTTP), and the records
 // `issued`, `tokenRequests`, `userBearers`, `authorizeRequests`.
-import http from 'node:http';
+import { startHttpServer, stopHttpServer } from './net.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
@@ -212,27 +212,22 @@ export class GitHubProvider {
   }
 
   async start() {
-    this.server = http.createServer((req, res) => {
-      this.handle(req, res).catch((e) => {
+    ({ server: this.server, port: this.port } = await startHttpServer(
+      this.port,
+      (req, res) => this.handle(req, res),
+      (e, res) => {
         this._log(`error ${e.message}`);
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
         res.end('internal error');
-      });
-    });
-    await new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.port, '127.0.0.1', resolve);
-    });
-    this.port = this.server.address().port;
+      },
+    ));
     if (this.logFile) fs.mkdirSync(path.dirname(this.logFile), { recursive: true });
     this._log(`listening on ${this.origin}`);
     return this;
   }
 
   async stop() {
-    if (!this.server) return;
-    this.server.closeAllConnections?.();
-    await new Promise((r) => this.server.close(r));
+    await stopHttpServer(this.server);
     this.server = undefined;
   }
 

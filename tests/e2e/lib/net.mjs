@@ -1,4 +1,5 @@
 // Loopback ports and small HTTP helpers.
+import http from 'node:http';
 import net from 'node:net';
 
 /** `count` distinct free TCP ports on 127.0.0.1 (held open together so they differ). */
@@ -7,16 +8,40 @@ export async function freePorts(count) {
   try {
     for (let i = 0; i < count; i++) {
       const server = net.createServer();
-      await new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', resolve);
-      });
+      await listen(server, 0);
       servers.push(server);
     }
     return servers.map((s) => s.address().port);
   } finally {
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   }
+}
+
+/** Listens on 127.0.0.1:port (0: any free port); resolves to the port. */
+async function listen(server, port) {
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  return server.address().port;
+}
+
+/**
+ * An HTTP server on 127.0.0.1:port (0: any free port) answering with `handle(req, res)`; when
+ * that throws, `fail(error, res)` answers. Resolves to {server, port}.
+ */
+export async function startHttpServer(port, handle, fail) {
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((e) => fail(e, res));
+  });
+  return { server, port: await listen(server, port) };
+}
+
+/** Closes a server from startHttpServer (if any), dropping its open connections. */
+export async function stopHttpServer(server) {
+  if (!server) return;
+  server.closeAllConnections?.();
+  await new Promise((r) => server.close(r));
 }
 
 /** True when something accepts TCP connections on 127.0.0.1:port. */

@@ -14,7 +14,7 @@
 // Every request is recorded: method, path, the Authorization header, the JSON-RPC method, and the
 // `x-mcpgate-assertion` header verified with jose against the gateway's JWKS (claims or failure).
 // The log file gets request lines and outcomes, never a header value.
-import http from 'node:http';
+import { startHttpServer, stopHttpServer } from './net.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -80,27 +80,22 @@ export class UpstreamMcpServer {
   }
 
   async start() {
-    this.server = http.createServer((req, res) => {
-      this.handle(req, res).catch((e) => {
+    ({ server: this.server, port: this.port } = await startHttpServer(
+      this.port,
+      (req, res) => this.handle(req, res),
+      (e, res) => {
         this._log(`error ${e.stack ?? e}`);
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32603, message: 'Internal server error' }, id: null }));
-      });
-    });
-    await new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.port, '127.0.0.1', resolve);
-    });
-    this.port = this.server.address().port;
+      },
+    ));
     if (this.logFile) fs.mkdirSync(path.dirname(this.logFile), { recursive: true });
     this._log(`listening on ${this.url}`);
     return this;
   }
 
   async stop() {
-    if (!this.server) return;
-    this.server.closeAllConnections?.();
-    await new Promise((r) => this.server.close(r));
+    await stopHttpServer(this.server);
     this.server = undefined;
   }
 

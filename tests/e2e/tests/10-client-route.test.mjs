@@ -164,6 +164,17 @@ test('connect: the link goes through the provider\'s consent and back to the app
   t.diagnostic(`connect pages: ${r.steps.map((s) => `${s.kind}@${new URL(s.url).host}${new URL(s.url).pathname}`).join(' -> ')}`);
 });
 
+/** Disconnects GitHub with the bearer of the app's latest request to the gateway. */
+async function disconnectGithub() {
+  const te = app.requests.at(-1).bearer;
+  const disconnect = await request(`${gw.origin}/.mcpgate/mcp/routes/disconnect`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${te}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ url: gw.route('/github').url }),
+  });
+  assert.equal(disconnect.status, 204, `disconnect: ${describe(disconnect)}`);
+}
+
 async function appCall(routePath, tool, args) {
   const u = new URL(`${appPage()}call`);
   u.searchParams.set('url', gw.route(routePath).url);
@@ -204,14 +215,8 @@ test('disconnect: the MCP server stops receiving the user\'s upstream token with
   const who = await appCall('/github', 'whoami', {});
   assert.ok(who.ok, `connected by the previous tests: ${JSON.stringify(who)}`);
   const mcp = gw.route('/github').mcpServer;
-  const te = app.requests.at(-1).bearer;
   const started = Date.now();
-  const disconnect = await request(`${gw.origin}/.mcpgate/mcp/routes/disconnect`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${te}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ url: gw.route('/github').url }),
-  });
-  assert.equal(disconnect.status, 204, `disconnect: ${describe(disconnect)}`);
+  await disconnectGithub();
   let last;
   let reached = 0;
   for (;;) {
@@ -296,13 +301,7 @@ test('connect refuses redirect_url values outside the client routes: an error pa
 test('a connect callback replayed from another browser session is refused', { timeout: 90_000 }, async (t) => {
   await ensureSignedIn(t, browser, page);
   // Forget the connection, so the replay would have something to connect.
-  const te = app.requests.at(-1).bearer;
-  const disconnect = await request(`${gw.origin}/.mcpgate/mcp/routes/disconnect`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${te}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ url: gw.route('/github').url }),
-  });
-  assert.equal(disconnect.status, 204, `disconnect: ${describe(disconnect)}`);
+  await disconnectGithub();
   await page.goto(appPage());
   assert.equal((await shownServers()).find((s) => s.name === 'GitHub').connected, 'false', 'disconnected');
 
@@ -342,13 +341,7 @@ test('a connect callback replayed from another browser session is refused', { ti
 for (const mode of ['invalid_grant', 'bad_verification_code']) {
   test(`the provider refuses the code (${mode === 'invalid_grant' ? 'HTTP 400 invalid_grant' : 'GitHub: HTTP 200 with bad_verification_code'}): nothing is connected`, { timeout: 60_000 }, async (t) => {
     await ensureSignedIn(t, browser, page);
-    const te = app.requests.at(-1).bearer;
-    const disconnect = await request(`${gw.origin}/.mcpgate/mcp/routes/disconnect`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${te}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ url: gw.route('/github').url }),
-    });
-    assert.equal(disconnect.status, 204, `disconnect: ${describe(disconnect)}`);
+    await disconnectGithub();
     await page.goto(appPage());
     const clientId = gw.route('/github').upstreamOAuth2.clientId;
     const before = provider.requestsOf(clientId).length;
