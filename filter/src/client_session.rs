@@ -420,7 +420,11 @@ mod tests {
 
     #[test]
     fn cache_entries() {
-        let key = cache_key("scope", "http://h/app", "cookie");
+        let key = cache_key(
+            "scope",
+            "http://h/app",
+            &crate::token_cache::hash_token("cookie"),
+        );
         let s = Session {
             token: "t.e.x".into(),
             assertion: "a.b.c".into(),
@@ -433,7 +437,16 @@ mod tests {
             ("t.e.x", "a.b.c")
         );
         assert!(Session::decode(&v, &key, 100).is_none());
-        assert!(Session::decode(&v, &cache_key("scope", "http://h/other", "cookie"), 1).is_none());
+        assert!(Session::decode(
+            &v,
+            &cache_key(
+                "scope",
+                "http://h/other",
+                &crate::token_cache::hash_token("cookie")
+            ),
+            1
+        )
+        .is_none());
     }
 
     #[test]

@@ -23,6 +23,7 @@ use serde_json::{json, Map, Value};
 
 use crate::challenge::{self, LocalResponse, ALLOW_ORIGIN, EXPOSE_HEADERS};
 use crate::decision;
+use crate::token_cache::TokenHash;
 
 /// Slots per shared-data table.
 pub const SLOTS: u16 = 4096;
@@ -44,13 +45,18 @@ pub const UPSTREAM_AUTHORIZATION_REQUIRED: &str = "upstream authorization requir
 
 pub type CacheKey = [u8; 32];
 
-/// The cache key for `secret` presented to `target`, under the token service `scope`.
+/// The cache key for a secret (by its SHA-256, which the token cache already computed, so the
+/// hot path hashes a token once) presented to `target`, under the token service `scope`.
 /// Length-prefixed, so no two different triples hash the same input.
-pub fn cache_key(scope: &str, target: &str, secret: &str) -> CacheKey {
+pub fn cache_key(scope: &str, target: &str, secret_digest: &TokenHash) -> CacheKey {
     let mut hash = hmac_sha256::Hash::new();
-    for part in [scope, target, secret] {
+    for part in [
+        scope.as_bytes(),
+        target.as_bytes(),
+        secret_digest.as_slice(),
+    ] {
         hash.update((part.len() as u64).to_be_bytes());
-        hash.update(part.as_bytes());
+        hash.update(part);
     }
     hash.finalize()
 }
@@ -422,6 +428,7 @@ pub fn is_upstream_rejection<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token_cache::hash_token;
     use mcpgate_protocol::jsonrpc::{parse, Limits};
     use serde_json::Value;
 
@@ -434,19 +441,22 @@ mod tests {
 
     #[test]
     fn keys_bind_scope_route_and_token() {
-        let k = cache_key("ts", "http://r/a", "tok");
-        assert_eq!(k, cache_key("ts", "http://r/a", "tok"));
-        assert_ne!(k, cache_key("ts", "http://r/b", "tok"));
-        assert_ne!(k, cache_key("ts2", "http://r/a", "tok"));
-        assert_ne!(k, cache_key("ts", "http://r/a", "tok2"));
+        let k = cache_key("ts", "http://r/a", &hash_token("tok"));
+        assert_eq!(k, cache_key("ts", "http://r/a", &hash_token("tok")));
+        assert_ne!(k, cache_key("ts", "http://r/b", &hash_token("tok")));
+        assert_ne!(k, cache_key("ts2", "http://r/a", &hash_token("tok")));
+        assert_ne!(k, cache_key("ts", "http://r/a", &hash_token("tok2")));
         // Length prefixes: moving a boundary changes the key.
-        assert_ne!(cache_key("ab", "c", "d"), cache_key("a", "bc", "d"));
+        assert_ne!(
+            cache_key("ab", "c", &hash_token("d")),
+            cache_key("a", "bc", &hash_token("d"))
+        );
         assert!(slot(&k) < SLOTS);
         assert_eq!(slot_name("cred", &[0xff; 32]), "mcpgate.cred.4095");
         assert_eq!(slot_name("session", &[0x10; 32]), "mcpgate.session.16");
         // Slots spread.
         let slots: std::collections::HashSet<u16> = (0..1000)
-            .map(|i| slot(&cache_key("s", "r", &i.to_string())))
+            .map(|i| slot(&cache_key("s", "r", &hash_token(&i.to_string()))))
             .collect();
         assert!(slots.len() > 800, "{}", slots.len());
         assert_eq!(hex(&[0xab; 32]).len(), 64);
@@ -455,7 +465,7 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_miss() {
-        let key = cache_key("s", "r", "t");
+        let key = cache_key("s", "r", &hash_token("t"));
         let creds = Credentials {
             assertion: "a.b.c".into(),
             upstream_token: Some("gho_123".into()),
@@ -470,7 +480,14 @@ mod tests {
         assert!(Credentials::decode(&value, &key, 199, true, None).is_some());
         // Expired, another key in the slot, unreadable, empty: misses.
         assert!(Credentials::decode(&value, &key, 200, true, None).is_none());
-        assert!(Credentials::decode(&value, &cache_key("s", "r", "u"), 100, true, None).is_none());
+        assert!(Credentials::decode(
+            &value,
+            &cache_key("s", "r", &hash_token("u")),
+            100,
+            true,
+            None
+        )
+        .is_none());
         assert!(Credentials::decode(b"", &key, 100, true, None).is_none());
         assert!(Credentials::decode(b"\xff\xfe", &key, 100, true, None).is_none());
         // An entry without the moment it was fetched (the format before it had one): a miss.
@@ -502,7 +519,7 @@ mod tests {
 
     #[test]
     fn entries_never_outlive_an_hour() {
-        let key = cache_key("s", "r", "t");
+        let key = cache_key("s", "r", &hash_token("t"));
         let creds = Credentials {
             assertion: "a.b.c".into(),
             upstream_token: Some("gho_123".into()),
@@ -524,7 +541,7 @@ mod tests {
 
     #[test]
     fn a_disconnect_at_or_after_the_fetch_is_a_miss() {
-        let key = cache_key("s", "r", "t");
+        let key = cache_key("s", "r", &hash_token("t"));
         let creds = Credentials {
             assertion: "a.b.c".into(),
             upstream_token: Some("gho_123".into()),

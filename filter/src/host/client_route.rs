@@ -19,6 +19,7 @@ use crate::challenge;
 use crate::client_session::{self, Session, SessionAnswer};
 use crate::credentials::{self, CacheKey};
 use crate::decision::Verdict;
+use crate::token_cache::hash_token;
 
 impl Http {
     /// A request to a client route: the session cookie buys the app a TE and an assertion.
@@ -64,7 +65,7 @@ impl Http {
                 "session_unavailable",
             );
         };
-        let key = credentials::cache_key(&vm.cache_scope, &route.url, &session);
+        let key = credentials::cache_key(&vm.cache_scope, &route.url, &hash_token(&session));
         if let Some(cached) = vm
             .cached_session(&key, now)
             .filter(|s| !s.is_revoked(&vm.revocations.list))

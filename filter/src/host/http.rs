@@ -16,6 +16,7 @@ use crate::challenge::LocalResponse;
 use crate::credentials::{CacheKey, RequestIds};
 use crate::decision::Verdict;
 use crate::list_response::{ListResponse, Plan};
+use crate::token_cache::TokenHash;
 
 pub(super) enum State {
     /// Not an MCP route (or a client route past its session check): the request streams on
@@ -94,6 +95,9 @@ pub struct Http {
     /// The outstanding call-out and what it is for.
     pub(super) call: Option<(u32, Call)>,
     pub(super) rejection: Option<Rejection>,
+    /// SHA-256 of the request's bearer token, computed once: the token cache and the
+    /// credentials cache are both keyed by it.
+    pub(super) token_hash: TokenHash,
     /// The requests of a body allowed before its credentials were in (to answer a provider
     /// outage in JSON-RPC).
     pub(super) request_ids: Option<RequestIds>,
@@ -134,6 +138,7 @@ impl Http {
             creds: Creds::NotNeeded,
             call: None,
             rejection: None,
+            token_hash: TokenHash::default(),
             request_ids: None,
             response_paused: false,
             request: None,

@@ -15,7 +15,7 @@ use super::{log, now_secs};
 use crate::access_token::{self, TokenError};
 use crate::challenge::{self, LocalResponse};
 use crate::request;
-use crate::token_cache::hash_token;
+use crate::token_cache::{hash_token, TokenHash};
 
 const NO_KEYS: &str = "the gateway's signing keys are not available";
 
@@ -46,7 +46,13 @@ impl Http {
     }
 
     /// Verify `token` for route index `route`. `may_fetch`: a JWKS fetch may still help.
-    fn decide(vm: &mut Vm, token: &str, route: usize, may_fetch: bool) -> Decision {
+    fn decide(
+        vm: &mut Vm,
+        token: &str,
+        hash: &TokenHash,
+        route: usize,
+        may_fetch: bool,
+    ) -> Decision {
         let Some(now) = now_secs() else {
             return Self::unavailable(vm, "the gateway clock is unavailable");
         };
@@ -55,8 +61,7 @@ impl Http {
             return Self::unavailable(vm, "route configuration changed");
         };
         let leeway = config.leeway_seconds;
-        let hash = hash_token(token);
-        if let Some(claims) = vm.cache.get(&hash, now, leeway) {
+        if let Some(claims) = vm.cache.get(hash, now, leeway) {
             let result = claims.identity_for_route(resource, now, leeway, &vm.revocations.list);
             Metrics::bump(vm.metrics.cache_hits);
             return Self::finish(vm, route, result);
@@ -74,14 +79,14 @@ impl Http {
         match access_token::verify_signed(token, &keys, &vm.params(), now) {
             Ok(claims) => {
                 let result = claims.identity_for_route(resource, now, leeway, &vm.revocations.list);
-                vm.cache.insert(hash, claims, now, leeway);
+                vm.cache.insert(*hash, claims, now, leeway);
                 Self::finish(vm, route, result)
             }
             Err(TokenError::UnknownKeyId) if may_fetch => {
                 // Maybe another VM already has the new keys; otherwise refresh, rate limited.
                 vm.sync_keys();
                 if vm.jwks.keys.as_ref().is_some_and(|k| !Rc::ptr_eq(k, &keys)) {
-                    return Self::decide(vm, token, route, false);
+                    return Self::decide(vm, token, hash, route, false);
                 }
                 if vm.jwks.refresher.try_force(now) {
                     Decision::FetchKeys
@@ -161,7 +166,8 @@ impl Http {
                 return self.act_on_headers(decision, route, "");
             }
         };
-        let decision = Self::decide(&mut vm, &token, route, true);
+        self.token_hash = hash_token(&token);
+        let decision = Self::decide(&mut vm, &token, &self.token_hash, route, true);
         if let Decision::FetchKeys = decision {
             if let Ok(id) = vm.dispatch_fetch() {
                 self.call = Some((id, Call::Keys));
@@ -256,7 +262,7 @@ impl Http {
         let decision = {
             let mut vm = vm_rc.borrow_mut();
             let _ = vm.accept_fetch(body_size);
-            Self::decide(&mut vm, &token, route, false)
+            Self::decide(&mut vm, &token, &self.token_hash, route, false)
         };
         match decision {
             Decision::Accept(identity) => {

@@ -41,7 +41,7 @@ impl Http {
                 "credentials_unavailable",
             ));
         };
-        let key = credentials::cache_key(&vm.cache_scope, &r.resource, token);
+        let key = credentials::cache_key(&vm.cache_scope, &r.resource, &self.token_hash);
         if r.upstream_oauth {
             self.rejection = Some(Rejection {
                 route,

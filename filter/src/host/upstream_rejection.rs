@@ -36,7 +36,7 @@ impl Http {
         let config = Rc::clone(&vm.config);
         let route = rejection.route;
         let r = config.routes.get(route)?;
-        let key = credentials::cache_key(&vm.cache_scope, &r.resource, &rejection.token);
+        let key = credentials::cache_key(&vm.cache_scope, &r.resource, &self.token_hash);
         vm.drop_credentials(&key);
         vm.bump_labelled(
             "mcpgate_upstream_rejected_total",
