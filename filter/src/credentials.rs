@@ -17,6 +17,12 @@
 //! asked for: once the revocation list says the token service deleted the user's upstream token
 //! for the route at or after that moment (a disconnect, a refused refresh, a rejection), the entry
 //! is a miss.
+//!
+//! Each VM also keeps its own copy of the entries it read or wrote ([`LocalTable`], the same
+//! slots), so a steady stream of calls costs no shared-data read: under V8 a read is two host
+//! calls and a copy of the entry. The copy obeys the same `cache_until` and revocation-list
+//! checks; another VM dropping an entry (an upstream rejection) reaches it through the
+//! revocation list, which names that rejection within a poll.
 
 use mcpgate_protocol::jsonrpc::{Body, Kind};
 use serde_json::{json, Map, Value};
@@ -119,6 +125,48 @@ pub fn decode_entry<'v>(value: &'v [u8], key: &CacheKey, now: u64) -> Option<Vec
         return None;
     }
     Some(parts.collect())
+}
+
+/// A VM's own copy of a table: [`SLOTS`] slots, each the last entry this VM read or wrote for
+/// a key of that slot. Bounded like the shared table; a slot's value names its full key.
+#[derive(Debug, Default)]
+pub struct LocalTable {
+    slots: Vec<Option<Vec<u8>>>,
+}
+
+impl LocalTable {
+    /// The entry stored for `key`, if its slot holds that key's (it may have expired: the
+    /// decoders check).
+    pub fn get(&self, key: &CacheKey) -> Option<&[u8]> {
+        let value = self.slots.get(usize::from(slot(key)))?.as_deref()?;
+        names_key(value, key).then_some(value)
+    }
+
+    pub fn put(&mut self, key: &CacheKey, value: Vec<u8>) {
+        if self.slots.is_empty() {
+            self.slots.resize(usize::from(SLOTS), None);
+        }
+        if let Some(slot) = self.slots.get_mut(usize::from(slot(key))) {
+            *slot = Some(value);
+        }
+    }
+
+    /// Empties `key`'s slot if it holds `key`'s entry.
+    pub fn remove(&mut self, key: &CacheKey) {
+        if let Some(slot) = self.slots.get_mut(usize::from(slot(key))) {
+            if slot.as_deref().is_some_and(|value| names_key(value, key)) {
+                *slot = None;
+            }
+        }
+    }
+}
+
+/// Whether an entry's first line is `key` (in hex).
+fn names_key(value: &[u8], key: &CacheKey) -> bool {
+    value
+        .split(|b| *b == b'\n')
+        .next()
+        .is_some_and(|first| first == hex(key).as_bytes())
 }
 
 /// What the token service gave for a (route, TE).
@@ -515,6 +563,37 @@ mod tests {
         let mut bad = v.clone();
         bad.truncate(64);
         assert_eq!(decode_entry(&bad, &key, 1), None);
+    }
+
+    #[test]
+    fn a_vms_copy_holds_one_entry_per_slot_and_names_its_key() {
+        let key = cache_key("s", "r", &hash_token("t"));
+        let creds = Credentials {
+            assertion: "a.b.c".into(),
+            upstream_token: None,
+            cache_until: 200,
+        };
+        let mut table = LocalTable::default();
+        assert!(table.get(&key).is_none());
+        table.remove(&key);
+        table.put(&key, creds.encode(&key, 100).unwrap());
+        let value = table.get(&key).unwrap().to_vec();
+        assert!(Credentials::decode(&value, &key, 150, false, None).is_some());
+        // The same checks as the shared table: expiry and disconnects still apply to the copy.
+        assert!(Credentials::decode(&value, &key, 200, false, None).is_none());
+        // Another key of the same slot replaces the entry; the first key then misses.
+        let other = (0..)
+            .map(|i| cache_key("s", "r", &hash_token(&format!("u{i}"))))
+            .find(|k| slot(k) == slot(&key) && *k != key)
+            .unwrap();
+        table.put(&other, creds.encode(&other, 100).unwrap());
+        assert!(table.get(&key).is_none());
+        assert!(table.get(&other).is_some());
+        // Removing a key leaves another key's entry alone.
+        table.remove(&key);
+        assert!(table.get(&other).is_some());
+        table.remove(&other);
+        assert!(table.get(&other).is_none());
     }
 
     #[test]

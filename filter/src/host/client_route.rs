@@ -12,7 +12,6 @@ use proxy_wasm::types::{Action, LogLevel, MapType};
 use super::headers::set_request_header;
 use super::http::{set_audit, Call, Http, State};
 use super::internal_api::{call_body, NO_INTERNAL_API};
-use super::vm::Metrics;
 use super::{call_status, log, now_secs};
 use crate::access_token;
 use crate::challenge;
@@ -58,7 +57,7 @@ impl Http {
         };
         let mut vm = vm_rc.borrow_mut();
         let (Some(now), true) = (now_secs(), vm.internal_ready()) else {
-            Metrics::bump(vm.metrics.unavailable);
+            vm.metrics.unavailable.bump();
             drop(vm);
             return self.respond_reason(
                 &challenge::unavailable(NO_INTERNAL_API),
@@ -100,7 +99,7 @@ impl Http {
             let mut vm = vm.borrow_mut();
             vm.note_internal_failure("session", reason);
             vm.bump_labelled("mcpgate_session_total", "failed", "");
-            Metrics::bump(vm.metrics.unavailable);
+            vm.metrics.unavailable.bump();
         }
         self.respond_reason(
             &challenge::unavailable(NO_INTERNAL_API),

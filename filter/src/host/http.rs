@@ -98,6 +98,8 @@ pub struct Http {
     /// SHA-256 of the request's bearer token, computed once: the token cache and the
     /// credentials cache are both keyed by it.
     pub(super) token_hash: TokenHash,
+    /// The clock (Unix seconds) read once when the token was checked.
+    pub(super) now: Option<u64>,
     /// The requests of a body allowed before its credentials were in (to answer a provider
     /// outage in JSON-RPC).
     pub(super) request_ids: Option<RequestIds>,
@@ -139,6 +141,7 @@ impl Http {
             call: None,
             rejection: None,
             token_hash: TokenHash::default(),
+            now: None,
             request_ids: None,
             response_paused: false,
             request: None,

@@ -102,21 +102,31 @@ impl Vm {
 
     /// `disconnected_at`: when the token service last deleted the user's upstream token for the
     /// route (an entry fetched at or before then is a miss).
+    /// This VM's copy first, then the shared table (a hit there is copied here).
     pub(super) fn cached_credentials(
-        &self,
+        &mut self,
         key: &CacheKey,
         now: u64,
         upstream_oauth: bool,
         disconnected_at: Option<u64>,
     ) -> Option<Credentials> {
+        if let Some(value) = self.local_credentials.get(key) {
+            if let Some(found) =
+                Credentials::decode(value, key, now, upstream_oauth, disconnected_at)
+            {
+                return Some(found);
+            }
+        }
         let name = credentials::slot_name(CREDENTIALS_TABLE, key);
-        let (value, _) = hostcalls::get_shared_data(&name).ok()?;
-        Credentials::decode(&value?, key, now, upstream_oauth, disconnected_at)
+        let value = hostcalls::get_shared_data(&name).ok()?.0?;
+        let found = Credentials::decode(&value, key, now, upstream_oauth, disconnected_at)?;
+        self.local_credentials.put(key, value);
+        Some(found)
     }
 
     /// `fetched_at`: when the call-out that answered `value` was sent.
     pub(super) fn store_credentials(
-        &self,
+        &mut self,
         key: &CacheKey,
         value: &Credentials,
         fetched_at: u64,
@@ -126,12 +136,14 @@ impl Vm {
             if let Some(entry) = value.encode(key, fetched_at) {
                 let name = credentials::slot_name(CREDENTIALS_TABLE, key);
                 let _ = hostcalls::set_shared_data(&name, Some(&entry), None);
+                self.local_credentials.put(key, entry);
             }
         }
     }
 
-    /// Empties `key`'s slot if it holds `key`'s entry.
-    pub(super) fn drop_credentials(&self, key: &CacheKey) {
+    /// Empties `key`'s slot, here and in the shared table, if it holds `key`'s entry.
+    pub(super) fn drop_credentials(&mut self, key: &CacheKey) {
+        self.local_credentials.remove(key);
         let name = credentials::slot_name(CREDENTIALS_TABLE, key);
         if let Ok((Some(value), cas)) = hostcalls::get_shared_data(&name) {
             if credentials::decode_entry(&value, key, 0).is_some() {

@@ -10,7 +10,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, Status};
 
 use super::shared_document::{Document, SharedDocument};
-use super::vm::{Metrics, Vm};
+use super::vm::Vm;
 use super::{call_status, log, log_failure, now_secs};
 use crate::jwks::{KeySet, MAX_JWKS_BYTES};
 use crate::refresh::{self, FailureRun, Refresher, FETCH_TIMEOUT_SECONDS, RETRY_WITH_KEYS_SECONDS};
@@ -132,7 +132,7 @@ impl Vm {
 
     /// Send the JWKS request from the current context; its answer comes to that context.
     pub(super) fn dispatch_fetch(&mut self) -> Result<u32, Status> {
-        Metrics::bump(self.metrics.jwks_refresh);
+        self.metrics.jwks_refresh.bump();
         let result = hostcalls::dispatch_http_call(
             &self.config.token_service_cluster,
             vec![
@@ -155,7 +155,7 @@ impl Vm {
     /// Count a failed refresh; warn on the first of a run and every 60th after, debug otherwise,
     /// so a token service outage does not flood the log at one line per worker per second.
     fn note_fetch_failure(&mut self, reason: &str) {
-        Metrics::bump(self.metrics.jwks_refresh_failed);
+        self.metrics.jwks_refresh_failed.bump();
         let warn = self.jwks.failures.failed(60);
         log_failure(
             warn,

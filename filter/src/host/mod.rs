@@ -107,12 +107,21 @@ impl Root {
         let Some(vm) = &self.vm else { return };
         let Some(now) = now_secs() else { return };
         let mut vm = vm.borrow_mut();
+        vm.flush_counters();
         vm.poll_revocations(now);
         vm.refresh_keys(now);
     }
 }
 
 impl Context for Root {
+    fn on_done(&mut self) -> bool {
+        // The VM stops: what was counted since the last tick still reaches Envoy.
+        if let Some(vm) = &self.vm {
+            vm.borrow().flush_counters();
+        }
+        true
+    }
+
     fn on_http_call_response(
         &mut self,
         token_id: u32,

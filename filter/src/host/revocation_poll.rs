@@ -8,7 +8,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MapType};
 
 use super::shared_document::{Document, SharedDocument};
-use super::vm::{Metrics, Vm};
+use super::vm::Vm;
 use super::{call_status, log, log_failure, now_secs};
 use crate::revocation::{self, PollAnswer, Poller, Revocations, MAX_REVOCATIONS_BYTES};
 
@@ -89,7 +89,7 @@ impl Vm {
             return; // polled recently, or another VM is polling
         }
         self.revocations.poller.started(now);
-        Metrics::bump(self.metrics.revocations_refresh);
+        self.metrics.revocations_refresh.bump();
         let etag = self.revocations.etag.clone();
         let extra = (!etag.is_empty()).then_some(("if-none-match", etag.as_str()));
         match self.dispatch_internal("GET", paths::INTERNAL_REVOCATIONS, None, extra) {
@@ -133,7 +133,7 @@ impl Vm {
         let (next, warn) = self.revocations.poller.finished(now, result.is_ok());
         self.revocations.shared.set_lease(next);
         if let Err(reason) = result {
-            Metrics::bump(self.metrics.revocations_refresh_failed);
+            self.metrics.revocations_refresh_failed.bump();
             log_failure(
                 warn,
                 &format!(

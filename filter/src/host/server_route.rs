@@ -10,7 +10,7 @@ use proxy_wasm::types::{Action, LogLevel, MapType};
 
 use super::headers::Headers;
 use super::http::{set_audit, Call, Http, RequestInfo, State};
-use super::vm::{Metrics, Vm};
+use super::vm::Vm;
 use super::{log, now_secs};
 use crate::access_token::{self, TokenError};
 use crate::challenge::{self, LocalResponse};
@@ -29,7 +29,7 @@ pub(super) enum Decision {
 
 impl Http {
     pub(super) fn reject(vm: &Vm, route: usize, error: Option<&str>) -> Decision {
-        Metrics::bump(vm.metrics.rejected);
+        vm.metrics.rejected.bump();
         let (metadata_url, scopes) = match vm.config.routes.get(route) {
             Some(r) => (r.resource_metadata_url.as_str(), r.scopes.as_slice()),
             None => ("", &[][..]),
@@ -41,19 +41,21 @@ impl Http {
     }
 
     fn unavailable(vm: &Vm, description: &str) -> Decision {
-        Metrics::bump(vm.metrics.unavailable);
+        vm.metrics.unavailable.bump();
         Decision::Respond(challenge::unavailable(description), "unavailable")
     }
 
-    /// Verify `token` for route index `route`. `may_fetch`: a JWKS fetch may still help.
+    /// Verify `token` for route index `route` at `now` (Unix seconds; `None`: no clock).
+    /// `may_fetch`: a JWKS fetch may still help.
     fn decide(
         vm: &mut Vm,
         token: &str,
         hash: &TokenHash,
         route: usize,
+        now: Option<u64>,
         may_fetch: bool,
     ) -> Decision {
-        let Some(now) = now_secs() else {
+        let Some(now) = now else {
             return Self::unavailable(vm, "the gateway clock is unavailable");
         };
         let config = Rc::clone(&vm.config);
@@ -63,7 +65,7 @@ impl Http {
         let leeway = config.leeway_seconds;
         if let Some(claims) = vm.cache.get(hash, now, leeway) {
             let result = claims.identity_for_route(resource, now, leeway, &vm.revocations.list);
-            Metrics::bump(vm.metrics.cache_hits);
+            vm.metrics.cache_hits.bump();
             return Self::finish(vm, route, result);
         }
         if vm.jwks.keys.is_none() {
@@ -86,7 +88,7 @@ impl Http {
                 // Maybe another VM already has the new keys; otherwise refresh, rate limited.
                 vm.sync_keys();
                 if vm.jwks.keys.as_ref().is_some_and(|k| !Rc::ptr_eq(k, &keys)) {
-                    return Self::decide(vm, token, hash, route, false);
+                    return Self::decide(vm, token, hash, route, Some(now), false);
                 }
                 if vm.jwks.refresher.try_force(now) {
                     Decision::FetchKeys
@@ -101,7 +103,7 @@ impl Http {
     fn finish(vm: &Vm, route: usize, result: Result<Rc<Identity>, TokenError>) -> Decision {
         match result {
             Ok(identity) => {
-                Metrics::bump(vm.metrics.accepted);
+                vm.metrics.accepted.bump();
                 Decision::Accept(identity)
             }
             Err(e) => {
@@ -117,7 +119,7 @@ impl Http {
                 );
                 match (Self::reject(vm, route, Some(e.description())), e) {
                     (Decision::Respond(response, _), TokenError::Revoked) => {
-                        Metrics::bump(vm.metrics.revoked);
+                        vm.metrics.revoked.bump();
                         Decision::Respond(response, "token_revoked")
                     }
                     (decision, _) => decision,
@@ -143,7 +145,7 @@ impl Http {
             return self.on_client_route(&config, &authority, &path);
         };
         let mut vm = vm_rc.borrow_mut();
-        Metrics::bump(vm.metrics.requests);
+        vm.metrics.requests.bump();
         self.has_body = !end_of_stream;
 
         let method = self.headers.get(":method").unwrap_or_default();
@@ -167,7 +169,9 @@ impl Http {
             }
         };
         self.token_hash = hash_token(&token);
-        let decision = Self::decide(&mut vm, &token, &self.token_hash, route, true);
+        // One clock read for the token check and the credentials cache.
+        self.now = now_secs();
+        let decision = Self::decide(&mut vm, &token, &self.token_hash, route, self.now, true);
         if let Decision::FetchKeys = decision {
             if let Ok(id) = vm.dispatch_fetch() {
                 self.call = Some((id, Call::Keys));
@@ -262,7 +266,8 @@ impl Http {
         let decision = {
             let mut vm = vm_rc.borrow_mut();
             let _ = vm.accept_fetch(body_size);
-            Self::decide(&mut vm, &token, &self.token_hash, route, false)
+            self.now = now_secs();
+            Self::decide(&mut vm, &token, &self.token_hash, route, self.now, false)
         };
         match decision {
             Decision::Accept(identity) => {

@@ -12,7 +12,6 @@ use super::headers::set_request_header;
 use super::http::{Call, Creds, Http, Rejection, State};
 use super::internal_api::{call_body, NO_INTERNAL_API};
 use super::server_route::Decision;
-use super::vm::Metrics;
 use super::{call_status, log, now_secs};
 use crate::challenge;
 use crate::credentials::{self, CacheKey, Credentials, CredentialsAnswer};
@@ -31,10 +30,9 @@ impl Http {
             return None;
         }
         let config = Rc::clone(&vm.config);
-        let (Some(r), Some(now), true) =
-            (config.routes.get(route), now_secs(), vm.internal_ready())
+        let (Some(r), Some(now), true) = (config.routes.get(route), self.now, vm.internal_ready())
         else {
-            Metrics::bump(vm.metrics.unavailable);
+            vm.metrics.unavailable.bump();
             drop(vm);
             return Some(self.respond_reason(
                 &challenge::unavailable(NO_INTERNAL_API),
@@ -84,7 +82,7 @@ impl Http {
             Err(e) => {
                 vm.note_internal_failure("credentials", &e);
                 vm.bump_labelled("mcpgate_credentials_total", "failed", "");
-                Metrics::bump(vm.metrics.unavailable);
+                vm.metrics.unavailable.bump();
                 drop(vm);
                 Some(self.respond_reason(
                     &challenge::unavailable(NO_INTERNAL_API),
@@ -205,7 +203,7 @@ impl Http {
             CredentialsAnswer::Failed(reason) => {
                 vm.note_internal_failure("credentials", &reason);
                 vm.bump_labelled("mcpgate_credentials_total", "failed", "");
-                Metrics::bump(vm.metrics.unavailable);
+                vm.metrics.unavailable.bump();
                 drop(vm);
                 if !self.answered() {
                     self.respond_reason(

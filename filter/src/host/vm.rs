@@ -2,7 +2,7 @@
 //! configuration, the compiled routes, the token cache, the JWKS and the revocation list, the
 //! internal API, and the metrics.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -16,45 +16,88 @@ use super::jwks_refresh::Jwks;
 use super::revocation_poll::RevocationPoll;
 use crate::access_token::VerifyParams;
 use crate::audit::Redaction;
+use crate::credentials::LocalTable;
 use crate::refresh::FailureRun;
 use crate::token_cache::TokenCache;
 
-/// Envoy counters (`wasmcustom.<name>`). Failing to define or bump one never affects a request.
-#[derive(Debug, Default, Clone, Copy)]
+/// One Envoy counter (`wasmcustom.<name>`). Increments are added up in the VM and handed to
+/// Envoy once per tick ([`Vm::flush_counters`]): under V8 every host call costs about a
+/// microsecond, and a request bumps four or five counters. Counters therefore lag by at most
+/// a tick (1 s). Failing to define or bump one never affects a request.
+#[derive(Debug, Default)]
+pub(super) struct Counter {
+    id: Option<u32>,
+    pending: Cell<u64>,
+}
+
+impl Counter {
+    fn define(name: &str) -> Self {
+        Counter {
+            id: hostcalls::define_metric(MetricType::Counter, name).ok(),
+            pending: Cell::new(0),
+        }
+    }
+
+    pub(super) fn bump(&self) {
+        if self.id.is_some() {
+            self.pending.set(self.pending.get().saturating_add(1));
+        }
+    }
+
+    fn flush(&self) {
+        let (Some(id), delta) = (self.id, self.pending.take()) else {
+            return;
+        };
+        if delta > 0 {
+            let _ = hostcalls::increment_metric(id, delta as i64);
+        }
+    }
+}
+
+/// The filter's unlabelled counters.
+#[derive(Debug, Default)]
 pub(super) struct Metrics {
-    pub(super) requests: Option<u32>,
-    pub(super) accepted: Option<u32>,
-    pub(super) rejected: Option<u32>,
-    pub(super) cache_hits: Option<u32>,
-    pub(super) jwks_refresh: Option<u32>,
-    pub(super) jwks_refresh_failed: Option<u32>,
-    pub(super) unavailable: Option<u32>,
-    pub(super) revoked: Option<u32>,
-    pub(super) revocations_refresh: Option<u32>,
-    pub(super) revocations_refresh_failed: Option<u32>,
+    pub(super) requests: Counter,
+    pub(super) accepted: Counter,
+    pub(super) rejected: Counter,
+    pub(super) cache_hits: Counter,
+    pub(super) jwks_refresh: Counter,
+    pub(super) jwks_refresh_failed: Counter,
+    pub(super) unavailable: Counter,
+    pub(super) revoked: Counter,
+    pub(super) revocations_refresh: Counter,
+    pub(super) revocations_refresh_failed: Counter,
 }
 
 impl Metrics {
     fn define() -> Self {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
         Metrics {
-            requests: counter("mcpgate_requests_total"),
-            accepted: counter("mcpgate_token_accepted_total"),
-            rejected: counter("mcpgate_token_rejected_total"),
-            cache_hits: counter("mcpgate_token_cache_hits_total"),
-            jwks_refresh: counter("mcpgate_jwks_refresh_total"),
-            jwks_refresh_failed: counter("mcpgate_jwks_refresh_failed_total"),
-            unavailable: counter("mcpgate_unavailable_total"),
-            revoked: counter("mcpgate_token_revoked_total"),
-            revocations_refresh: counter("mcpgate_revocations_refresh_total"),
-            revocations_refresh_failed: counter("mcpgate_revocations_refresh_failed_total"),
+            requests: Counter::define("mcpgate_requests_total"),
+            accepted: Counter::define("mcpgate_token_accepted_total"),
+            rejected: Counter::define("mcpgate_token_rejected_total"),
+            cache_hits: Counter::define("mcpgate_token_cache_hits_total"),
+            jwks_refresh: Counter::define("mcpgate_jwks_refresh_total"),
+            jwks_refresh_failed: Counter::define("mcpgate_jwks_refresh_failed_total"),
+            unavailable: Counter::define("mcpgate_unavailable_total"),
+            revoked: Counter::define("mcpgate_token_revoked_total"),
+            revocations_refresh: Counter::define("mcpgate_revocations_refresh_total"),
+            revocations_refresh_failed: Counter::define("mcpgate_revocations_refresh_failed_total"),
         }
     }
 
-    pub(super) fn bump(id: Option<u32>) {
-        if let Some(id) = id {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
+    fn all(&self) -> [&Counter; 10] {
+        [
+            &self.requests,
+            &self.accepted,
+            &self.rejected,
+            &self.cache_hits,
+            &self.jwks_refresh,
+            &self.jwks_refresh_failed,
+            &self.unavailable,
+            &self.revoked,
+            &self.revocations_refresh,
+            &self.revocations_refresh_failed,
+        ]
     }
 }
 
@@ -66,7 +109,7 @@ pub(super) struct Vm {
     /// Labelled counters, defined on first use (per method and decision, per rejection reason).
     /// Keyed by the static label parts so the hot path formats no metric name after the first
     /// request of each kind.
-    named_metrics: HashMap<(&'static str, &'static str, &'static str), Option<u32>>,
+    named_metrics: HashMap<(&'static str, &'static str, &'static str), Counter>,
     /// Compiled per-route settings, in the order of `config.routes`.
     pub(super) routes: Vec<Rc<RouteRuntime>>,
     /// The token service's signing keys.
@@ -76,6 +119,8 @@ pub(super) struct Vm {
     pub(super) internal: Option<Internal>,
     /// Failed internal API call-outs in a row (for log throttling).
     pub(super) internal_failures: FailureRun,
+    /// This VM's copy of the credentials cache entries it read or wrote.
+    pub(super) local_credentials: LocalTable,
     /// Scope of the shared-data credential and session caches (the token service behind them).
     pub(super) cache_scope: String,
     /// The revocation list in force and its poll.
@@ -132,6 +177,7 @@ impl Vm {
             internal,
             revocations: RevocationPoll::new(&internal_scope, config.revocations_refresh_seconds),
             internal_failures: FailureRun::default(),
+            local_credentials: LocalTable::default(),
             cache_scope: internal_scope,
             config: Rc::new(config),
             cache: TokenCache::default(),
@@ -149,8 +195,7 @@ impl Vm {
         label1: &'static str,
         label2: &'static str,
     ) {
-        let id = *self
-            .named_metrics
+        self.named_metrics
             .entry((family, label1, label2))
             .or_insert_with(|| {
                 let name = if label2.is_empty() {
@@ -158,9 +203,19 @@ impl Vm {
                 } else {
                     format!("{family}.{label1}.{label2}")
                 };
-                hostcalls::define_metric(MetricType::Counter, &name).ok()
-            });
-        Metrics::bump(id);
+                Counter::define(&name)
+            })
+            .bump();
+    }
+
+    /// Hands the counted increments to Envoy (once per tick, and when the VM stops).
+    pub(super) fn flush_counters(&self) {
+        for counter in self.metrics.all() {
+            counter.flush();
+        }
+        for counter in self.named_metrics.values() {
+            counter.flush();
+        }
     }
 
     pub(super) fn params(&self) -> VerifyParams<'_> {

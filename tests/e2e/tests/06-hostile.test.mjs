@@ -803,6 +803,7 @@ test('long name: "admin_" + 200 000 characters (over the limit) → 413', async 
 // ---------------------------------------------------------------------------------------------
 
 test('after every hostile input: the filter still decides, and its VM never trapped (no panic, no reload)', async () => {
+  const requestsBefore = (await gw.stats('^wasmcustom\\.mcpgate_requests_total$'))['wasmcustom.mcpgate_requests_total'] ?? 0;
   await expectForwarded('final allowed', { body: allowed() });
   await expectDenied('final denied', { body: denied() });
   await expectDenied('final denied over HTTP/2', { h2: true, body: denied() });
@@ -812,4 +813,11 @@ test('after every hostile input: the filter still decides, and its VM never trap
   for (const [name, value] of Object.entries(wasm)) assert.equal(value, 0, `${name} must stay 0 (a trapped VM was replaced)`);
   const rejects = await gw.stats('^wasmcustom\\.');
   assert.ok(Object.values(rejects).some((v) => v > 0), `the filter's own stats count the decisions: ${JSON.stringify(rejects)}`);
+  // The VM adds up its counters and hands them to Envoy once per tick (1 s).
+  let requestsAfter = requestsBefore;
+  for (let i = 0; i < 40 && requestsAfter < requestsBefore + 3; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    requestsAfter = (await gw.stats('^wasmcustom\\.mcpgate_requests_total$'))['wasmcustom.mcpgate_requests_total'] ?? 0;
+  }
+  assert.ok(requestsAfter >= requestsBefore + 3, `wasmcustom.mcpgate_requests_total counts the last three requests within 4 s (${requestsBefore} → ${requestsAfter})`);
 });
