@@ -561,6 +561,25 @@ for s in $scenarios; do
 done
 stop_pid "$ts_pid"
 
+# The filter's own logic natively, on B's bodies, policy, tokens and the backend's list answers:
+# set beside B's Envoy CPU per request, it splits B's cost into the filter's work and the host's.
+if [[ " $scenarios " == *" B "* ]]; then
+  say "the filter's logic natively (no Envoy, no Wasm)"
+  for answer in json:"x-bench-kind: list_json" sse:"x-bench-response: sse"; do
+    curl -fsS -o "$run/list-answer.${answer%%:*}" -H "content-type: application/json" \
+      -H "accept: application/json, text/event-stream" -H "${answer#*:}" \
+      --data-binary "@$bodies/list.json" "http://127.0.0.1:$backend_port/mcp" || fail "the backend's ${answer%%:*} list answer"
+  done
+  { head -1 "$run/token.txt"; head -2000 "$run/new-tokens-c1.txt"; } >"$run/native-tokens.txt"
+  if taskset -c "$c0" "$tools_bin" native --config "$run/gateway.yaml" --bodies "$bodies" \
+       --list-json "$run/list-answer.json" --list-sse "$run/list-answer.sse" --jwks "$jwks" \
+       --tokens "$run/native-tokens.txt" >"$raw/native.json" 2>"$logs/native.log"; then
+    echo "    $(cat "$raw/native.json")"
+  else
+    fail "mcpgate-bench native: $(tail -1 "$logs/native.log")"; rm -f "$raw/native.json"
+  fi
+fi
+
 say "report"
 {
   printf '{"mode":"%s","date":"%s","duration_s":%s,"connections":%s,"smoke_requests":%s,"smoke_seconds":%s,' "$mode" "$(date -u +%FT%TZ)" "$duration" "$conns" "$smoke_n" "$smoke_secs"

@@ -41,6 +41,12 @@ def load(raw):
             checks[c["scenario"]] = c
         except (ValueError, KeyError):
             pass
+    native = None
+    try:
+        native = json.load(open(os.path.join(raw, "native.json")))
+    except (OSError, ValueError):
+        pass
+    meta["native"] = native
     e = {}
     for p in glob.glob(os.path.join(raw, "E-*.json")):
         try:
@@ -272,6 +278,31 @@ def markdown(meta, records, memory, checks, e, tg):
             L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 KIND_NAMES.get(r["kind"], r["kind"]), r["scenario"], r["mode"], fmt(r["checked"]), r["wrong"], r["non2xx"],
                 r["errors"], ("`%s`" % r["first_wrong"][:160].replace("|", "\\|").replace("`", "'").replace("\n", " ")) if r.get("first_wrong") else ""))
+        L.append("")
+    native = meta.get("native")
+    if native:
+        L.append("## Where B's time goes")
+        L.append("")
+        L.append("Envoy's CPU time per request at saturation (its CPU share divided by the request rate), A against B, "
+                 "beside what the filter's own logic costs for the same request natively (`mcpgate-bench native`: a release "
+                 "build of the same Rust code, no Envoy, no Wasm, on the same bodies, policy, token and backend answers; "
+                 "a new token's signature check costs %s µs there, a cached token %s µs). What B adds beyond its logic is "
+                 "the proxy-wasm host: the calls into and out of the V8 sandbox (context creation, each callback, each "
+                 "header, property, buffer and shared-data call, and the memory callbacks of the ones that return data), "
+                 "the copies of buffers across the boundary, and the logic running as Wasm rather than native code."
+                 % (fmt(native.get("token_new_us"), 1), fmt(native.get("token_cached_us"), 1)))
+        L.append("")
+        L.append("| request | A: Envoy µs/request | B: Envoy µs/request | B adds | filter logic natively (µs) | the rest (µs) |")
+        L.append("|---|---:|---:|---:|---:|---:|")
+        logic = {"call_1k": "call_1k_us", "call_64k": "call_64k_us", "list_json": "list_json_us", "list_sse": "list_sse_us"}
+        for k, field in logic.items():
+            ra, rb = rec(records, "A", k, "saturation"), rec(records, "B", k, "saturation")
+            per = lambda r: r["envoy_cpu"] * 1e6 / r["rps"] if r and r.get("envoy_cpu") and r.get("rps") else None
+            a, b = per(ra), per(rb)
+            own = (native.get(field) or 0) + (native.get("token_cached_us") or 0)
+            added = b - a if a is not None and b is not None else None
+            L.append("| %s | %s | %s | %s | %s | %s |" % (KIND_NAMES[k], fmt(a, 1), fmt(b, 1), fmt(added, 1), fmt(own, 1),
+                                                       fmt(added - own if added is not None else None, 1)))
         L.append("")
     L.append("## Envoy memory")
     L.append("")

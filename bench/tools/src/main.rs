@@ -12,8 +12,11 @@
 //!                        [--duration SECS] [--upstream-resource URL --upstream-users u1,u2,...
 //!                        --provider-listen 127.0.0.1:PORT --internal-base URL]
 //!                        (the upstream-token phase reads MCPGATE_INTERNAL_API_SECRET)
+//!   mcpgate-bench native --config gateway.yaml --bodies DIR --list-json FILE --list-sse FILE
+//!                        --jwks jwks.json --tokens FILE   (the filter's logic natively, JSON)
 
 mod keys;
+mod native;
 mod provider;
 mod tsload;
 
@@ -111,6 +114,12 @@ fn main() {
             let result = local.block_on(&rt, tsload::run(cfg));
             println!("{result}");
         }
-        _ => die("usage: mcpgate-bench keygen|jwks|kid|mint|render|tsload [--options]; see the source header"),
+        "native" => {
+            let paths: Vec<std::path::PathBuf> = ["config", "bodies", "list-json", "list-sse", "jwks", "tokens"].iter().map(|k| get(k).into()).collect();
+            let [config, bodies, list_json, list_sse, jwks, tokens] = paths.as_slice() else { unreachable!() };
+            let inputs = native::Inputs { config, bodies, list_json, list_sse, jwks, tokens };
+            println!("{}", native::run(&inputs).unwrap_or_else(|e| die(e)));
+        }
+        _ => die("usage: mcpgate-bench keygen|jwks|kid|mint|render|tsload|native [--options]; see the source header"),
     }
 }
