@@ -109,6 +109,11 @@ impl Redaction {
                 Err(_) => out.push(b"null"),
             },
             ValueKind::String(text) => write_json_string(out, text),
+            // Not reached: request arguments are parsed in full. Built here so nothing is lost.
+            ValueKind::Opaque => match value.materialize() {
+                Ok(full) => self.write_raw(&full, paths, out),
+                Err(_) => out.push(b"null"),
+            },
             ValueKind::Array(items) => {
                 out.push(b"[");
                 for (i, item) in items.iter().enumerate() {

@@ -10,6 +10,11 @@
 //! a JSON-RPC id byte-for-byte and re-serialise a message while copying every untouched member
 //! verbatim. Numbers are kept as their source text (never rounded). Strings without escapes borrow
 //! from the input; only strings with escapes allocate.
+//!
+//! [`parse_shallow`] validates the whole input exactly as strictly (same errors, same offsets) but
+//! builds only the outer levels: deeper objects and arrays become [`ValueKind::Opaque`]. Building
+//! the tree is most of the cost of parsing, and a caller that reads only the outer members (the
+//! list filter) need not pay for the rest.
 
 use std::borrow::Cow;
 
@@ -42,6 +47,10 @@ pub enum ValueKind<'a> {
     Array(Vec<Value<'a>>),
     /// Members in input order; keys are unique (after unescaping).
     Object(Vec<Member<'a>>),
+    /// An object or array below the levels [`parse_shallow`] builds: validated as strictly as
+    /// the rest, but not built. Only [`Value::raw`] is available ([`Value::materialize`] builds
+    /// it); `as_object`, `as_array` and `get` see nothing.
+    Opaque,
 }
 
 /// One `key: value` member of an object.
@@ -108,6 +117,13 @@ impl<'a> Value<'a> {
             .map(|m| &m.value)
     }
 
+    /// The full tree of this value, parsed again from its raw text (for a
+    /// [`ValueKind::Opaque`] value, the tree [`parse`] would have built).
+    pub fn materialize(&self) -> Result<Value<'a>, Error> {
+        // The raw text was validated within the caller's depth limit, itself at most the cap.
+        parse(self.raw, MAX_DEPTH_CAP)
+    }
+
     /// Checks that every number is one `serde_json` can represent: `Ok` exactly when
     /// [`Value::to_serde_json`] would succeed, without building anything.
     pub fn check_numbers(&self) -> Result<(), Error> {
@@ -128,6 +144,7 @@ impl<'a> Value<'a> {
             ValueKind::Array(items) => items.iter().try_for_each(Value::check_numbers),
             ValueKind::Object(members) => members.iter().try_for_each(|m| m.value.check_numbers()),
             ValueKind::Null | ValueKind::Bool(_) | ValueKind::String(_) => Ok(()),
+            ValueKind::Opaque => self.materialize()?.check_numbers(),
         }
     }
 
@@ -158,6 +175,7 @@ impl<'a> Value<'a> {
                 }
                 serde_json::Value::Object(map)
             }
+            ValueKind::Opaque => self.materialize()?.to_serde_json()?,
         })
     }
 }
@@ -184,11 +202,24 @@ pub fn parse_bytes(bytes: &[u8], max_depth: usize) -> Result<Value<'_>, Error> {
 /// arrays deeper than `max_depth` (clamped to [`MAX_DEPTH_CAP`]) is [`Error::TooDeep`]; a
 /// top-level object is at depth 1.
 pub fn parse(src: &str, max_depth: usize) -> Result<Value<'_>, Error> {
+    parse_shallow(src, max_depth, usize::MAX)
+}
+
+/// [`parse`] that builds only the outer `materialize_depth` levels of objects and arrays (a
+/// top-level object is level 1); deeper ones are [`ValueKind::Opaque`]. Every input is accepted
+/// or refused exactly as by [`parse`], with the same error.
+pub fn parse_shallow(
+    src: &str,
+    max_depth: usize,
+    materialize_depth: usize,
+) -> Result<Value<'_>, Error> {
     let mut p = Parser {
         src,
         bytes: src.as_bytes(),
         pos: 0,
         max_depth: max_depth.min(MAX_DEPTH_CAP),
+        materialize_depth,
+        skipped_keys: Vec::new(),
     };
     p.skip_ws();
     if p.peek().is_none() {
@@ -226,6 +257,11 @@ struct Parser<'a> {
     bytes: &'a [u8],
     pos: usize,
     max_depth: usize,
+    /// Containers at this depth or deeper are validated, not built.
+    materialize_depth: usize,
+    /// Decoded keys and their offsets of the unbuilt objects being validated, innermost last:
+    /// one stack for the whole parse instead of a `Vec` per object.
+    skipped_keys: Vec<(Cow<'a, str>, usize)>,
 }
 
 impl<'a> Parser<'a> {
@@ -266,11 +302,21 @@ impl<'a> Parser<'a> {
             None => return Err(self.truncated()),
             Some(b'{') => {
                 self.enter(depth)?;
-                ValueKind::Object(self.object(depth + 1)?)
+                if depth < self.materialize_depth {
+                    ValueKind::Object(self.object(depth + 1)?)
+                } else {
+                    self.skip_object(depth + 1)?;
+                    ValueKind::Opaque
+                }
             }
             Some(b'[') => {
                 self.enter(depth)?;
-                ValueKind::Array(self.array(depth + 1)?)
+                if depth < self.materialize_depth {
+                    ValueKind::Array(self.array(depth + 1)?)
+                } else {
+                    self.skip_array(depth + 1)?;
+                    ValueKind::Opaque
+                }
             }
             Some(b'"') => ValueKind::String(self.string()?),
             Some(b't') => {
@@ -365,48 +411,99 @@ impl<'a> Parser<'a> {
         self.slice(start, self.pos)
     }
 
+    /// Moves past string content that needs no attention: anything but a quote, a backslash or
+    /// a control character (all ASCII, so `pos` stays on a char boundary).
+    fn scan_plain(&mut self) {
+        const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+        const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        // Eight bytes at a time (most of a body is string content): the classic "has a zero
+        // byte" test on `word ^ '"'`, `word ^ '\\'` and `word - 0x20`. The lowest flagged byte is
+        // always a real match (borrows only carry upwards), so little-endian order finds the first.
+        let mut chunks = rest.chunks_exact(8);
+        for chunk in chunks.by_ref() {
+            let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+                break;
+            };
+            let word = u64::from_le_bytes(bytes);
+            let quote = word ^ (ONES * u64::from(b'"'));
+            let backslash = word ^ (ONES * u64::from(b'\\'));
+            let found = (quote.wrapping_sub(ONES) & !quote)
+                | (backslash.wrapping_sub(ONES) & !backslash)
+                | (word.wrapping_sub(ONES * 0x20) & !word);
+            let found = found & HIGHS;
+            if found != 0 {
+                self.pos += (found.trailing_zeros() / 8) as usize;
+                return;
+            }
+            self.pos += 8;
+        }
+        let tail = chunks.remainder();
+        self.pos += tail
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            .unwrap_or(tail.len());
+    }
+
     /// Parses a string starting at its opening quote.
     fn string(&mut self) -> Result<Cow<'a, str>, Error> {
         self.pos += 1; // opening quote
         let start = self.pos;
         // Fast path: no escapes, borrow from the input.
-        loop {
-            match self.peek() {
-                None => return Err(self.truncated()),
-                Some(b'"') => {
-                    let s = self.slice(start, self.pos)?;
-                    self.pos += 1;
-                    return Ok(Cow::Borrowed(s));
-                }
-                Some(b'\\') => break,
-                Some(b) if b < 0x20 => return Err(self.invalid("control character in string")),
-                Some(_) => self.pos += 1,
+        self.scan_plain();
+        match self.peek() {
+            None => return Err(self.truncated()),
+            Some(b'"') => {
+                let s = self.slice(start, self.pos)?;
+                self.pos += 1;
+                return Ok(Cow::Borrowed(s));
             }
+            Some(b'\\') => {}
+            Some(_) => return Err(self.invalid("control character in string")),
         }
         let mut out = String::from(self.slice(start, self.pos)?);
-        let mut run = self.pos;
         loop {
+            // At a backslash.
+            self.pos += 1;
+            out.push(self.escape()?);
+            let run = self.pos;
+            self.scan_plain();
+            out.push_str(self.slice(run, self.pos)?);
             match self.peek() {
                 None => return Err(self.truncated()),
                 Some(b'"') => {
-                    out.push_str(self.slice(run, self.pos)?);
                     self.pos += 1;
                     return Ok(Cow::Owned(out));
                 }
-                Some(b'\\') => {
-                    out.push_str(self.slice(run, self.pos)?);
+                Some(b'\\') => {}
+                Some(_) => return Err(self.invalid("control character in string")),
+            }
+        }
+    }
+
+    /// Validates a string starting at its opening quote, as [`Parser::string`] does, without
+    /// decoding it.
+    fn skip_string(&mut self) -> Result<(), Error> {
+        self.pos += 1; // opening quote
+        loop {
+            self.scan_plain();
+            match self.peek() {
+                None => return Err(self.truncated()),
+                Some(b'"') => {
                     self.pos += 1;
-                    self.escape(&mut out)?;
-                    run = self.pos;
+                    return Ok(());
                 }
-                Some(b) if b < 0x20 => return Err(self.invalid("control character in string")),
-                Some(_) => self.pos += 1,
+                Some(b'\\') => {
+                    self.pos += 1;
+                    self.escape()?;
+                }
+                Some(_) => return Err(self.invalid("control character in string")),
             }
         }
     }
 
     /// Decodes the escape after a backslash.
-    fn escape(&mut self, out: &mut String) -> Result<(), Error> {
+    fn escape(&mut self) -> Result<char, Error> {
         let c = match self.peek() {
             None => return Err(self.truncated()),
             Some(b'"') => '"',
@@ -439,15 +536,12 @@ impl<'a> Parser<'a> {
                     }
                     _ => first,
                 };
-                let c = char::from_u32(code).ok_or(self.invalid("invalid \\u escape"))?;
-                out.push(c);
-                return Ok(());
+                return char::from_u32(code).ok_or_else(|| self.invalid("invalid \\u escape"));
             }
             Some(_) => return Err(self.invalid("invalid escape")),
         };
         self.pos += 1;
-        out.push(c);
-        Ok(())
+        Ok(c)
     }
 
     fn hex4(&mut self) -> Result<u32, Error> {
@@ -457,7 +551,7 @@ impl<'a> Parser<'a> {
                 None => return Err(self.truncated()),
                 Some(b) => (b as char)
                     .to_digit(16)
-                    .ok_or(self.invalid("invalid \\u escape"))?,
+                    .ok_or_else(|| self.invalid("invalid \\u escape"))?,
             };
             code = (code << 4) | digit;
             self.pos += 1;
@@ -466,6 +560,11 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses an object starting at `{`; `depth` is the depth of its members.
+    // Inlined into `value` (its only caller) in optimised builds, as the compiler did by itself
+    // before the skip path existed: the full parse is about 8% slower otherwise. Not in debug
+    // builds, where one frame per level would hold every inlined local and overflow a test
+    // thread's stack at the depth cap.
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn object(&mut self, depth: usize) -> Result<Vec<Member<'a>>, Error> {
         self.pos += 1; // '{'
         let mut members: Vec<Member<'a>> = Vec::new();
@@ -514,28 +613,74 @@ impl<'a> Parser<'a> {
             }
         }
         if members.len() > LINEAR_DUPLICATE_CHECK {
-            let mut keys: Vec<&Member<'a>> = members.iter().collect();
-            keys.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-            for pair in keys.windows(2) {
-                if let [a, b] = pair {
-                    if a.key == b.key {
-                        let second = if a.key_raw.as_ptr() > b.key_raw.as_ptr() {
-                            a
-                        } else {
-                            b
-                        };
-                        return Err(Error::DuplicateKey {
-                            key: excerpt(&second.key),
-                            offset: offset_in(self.src, second.key_raw),
-                        });
-                    }
-                }
+            let keys = members
+                .iter()
+                .map(|m| (m.key.as_ref(), offset_in(self.src, m.key_raw)))
+                .collect();
+            if let Some(e) = sorted_duplicate(keys) {
+                return Err(e);
             }
         }
         Ok(members)
     }
 
+    /// Validates an object starting at `{` as [`Parser::object`] does (same checks in the same
+    /// order, so the same first error) without building it; `depth` is the depth of its members.
+    fn skip_object(&mut self, depth: usize) -> Result<(), Error> {
+        self.pos += 1; // '{'
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        let base = self.skipped_keys.len();
+        loop {
+            self.skip_ws();
+            let key_start = self.pos;
+            match self.peek() {
+                None => return Err(self.truncated()),
+                Some(b'"') => {}
+                Some(_) => return Err(self.invalid("object key expected")),
+            }
+            let key = self.string()?;
+            let earlier = self.skipped_keys.get(base..).unwrap_or_default();
+            if earlier.len() < LINEAR_DUPLICATE_CHECK && earlier.iter().any(|(k, _)| *k == key) {
+                return Err(Error::DuplicateKey {
+                    key: excerpt(&key),
+                    offset: key_start,
+                });
+            }
+            self.skipped_keys.push((key, key_start));
+            self.skip_ws();
+            match self.peek() {
+                None => return Err(self.truncated()),
+                Some(b':') => self.pos += 1,
+                Some(_) => return Err(self.invalid("':' expected after object key")),
+            }
+            self.skip_value(depth)?;
+            self.skip_ws();
+            match self.peek() {
+                None => return Err(self.truncated()),
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(_) => return Err(self.invalid("',' or '}' expected in object")),
+            }
+        }
+        let keys = self.skipped_keys.get(base..).unwrap_or_default();
+        let duplicate = if keys.len() > LINEAR_DUPLICATE_CHECK {
+            sorted_duplicate(keys.iter().map(|(k, at)| (k.as_ref(), *at)).collect())
+        } else {
+            None
+        };
+        self.skipped_keys.truncate(base);
+        duplicate.map_or(Ok(()), Err)
+    }
+
     /// Parses an array starting at `[`; `depth` is the depth of its elements.
+    #[cfg_attr(not(debug_assertions), inline(always))] // as `object`
     fn array(&mut self, depth: usize) -> Result<Vec<Value<'a>>, Error> {
         self.pos += 1; // '['
         let mut items = Vec::new();
@@ -558,9 +703,71 @@ impl<'a> Parser<'a> {
             }
         }
     }
+
+    /// Validates an array starting at `[` as [`Parser::array`] does, without building it.
+    fn skip_array(&mut self, depth: usize) -> Result<(), Error> {
+        self.pos += 1; // '['
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.skip_value(depth)?;
+            self.skip_ws();
+            match self.peek() {
+                None => return Err(self.truncated()),
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(_) => return Err(self.invalid("',' or ']' expected in array")),
+            }
+        }
+    }
+
+    /// Validates one value at nesting `depth` as [`Parser::value`] does, without building it.
+    fn skip_value(&mut self, depth: usize) -> Result<(), Error> {
+        self.skip_ws();
+        match self.peek() {
+            None => Err(self.truncated()),
+            Some(b'{') => {
+                self.enter(depth)?;
+                self.skip_object(depth + 1)
+            }
+            Some(b'[') => {
+                self.enter(depth)?;
+                self.skip_array(depth + 1)
+            }
+            Some(b'"') => self.skip_string(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
+            Some(_) => Err(self.invalid("unexpected character")),
+        }
+    }
+}
+
+/// The duplicate among the keys (decoded key, offset) of one large object: the second occurrence
+/// of the smallest repeated key. Ties sort by offset, so the answer does not depend on the sort.
+fn sorted_duplicate(mut keys: Vec<(&str, usize)>) -> Option<Error> {
+    keys.sort_unstable();
+    keys.windows(2).find_map(|pair| match pair {
+        [(a, _), (b, offset)] if a == b => Some(Error::DuplicateKey {
+            key: excerpt(b),
+            offset: *offset,
+        }),
+        _ => None,
+    })
 }
 
 /// Byte offset of `part` (a slice of `whole`) within `whole`.
 fn offset_in(whole: &str, part: &str) -> usize {
     (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize)
 }
+
+#[cfg(test)]
+#[path = "json_tests.rs"]
+mod tests;

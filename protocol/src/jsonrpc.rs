@@ -1,7 +1,8 @@
 //! Strict parsing of one complete HTTP body into MCP JSON-RPC messages.
 //!
 //! [`parse`] takes the complete body bytes, parses them once with the strict [`crate::json`]
-//! parser and classifies every message. It accepts:
+//! parser and classifies every message ([`parse_str_shallow`] does the same without building the
+//! inner levels, for callers that only read the outer ones). It accepts:
 //!
 //! - a **request**: `jsonrpc: "2.0"`, a string `method`, and an `id` that is a string or an
 //!   integer in ±(2^53−1);
@@ -39,6 +40,10 @@ pub const DEFAULT_MAX_DEPTH: usize = 64;
 pub const DEFAULT_MAX_BYTES: usize = 1 << 20;
 /// The largest integer id accepted (and its negation): 2^53 − 1.
 pub const MAX_SAFE_INTEGER_ID: i64 = (1 << 53) - 1;
+/// Container levels of a message that classification reads: the message, its
+/// `params`/`result`/`error`, and `params.arguments`/`params.ref`. [`parse_str_shallow`] always
+/// builds these so a message is classified as by [`parse_str`].
+pub const CLASSIFY_LEVELS: usize = 3;
 
 /// Parse limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,6 +252,32 @@ pub fn parse_str<'a>(body: &'a str, limits: &Limits) -> Result<Body<'a>, Error> 
         });
     }
     let value = json::parse(body, limits.max_depth)?;
+    classify_body(value)
+}
+
+/// [`parse_str`] that builds only the outer `levels` levels of objects and arrays of each message
+/// (the message object is level 1; at least [`CLASSIFY_LEVELS`]); deeper ones are
+/// [`ValueKind::Opaque`]. Accepts and refuses exactly what [`parse_str`] does, with the same
+/// error, and classifies every message the same way. For callers that read only the outer
+/// members (the list filter): never hand such a body to the policy.
+pub fn parse_str_shallow<'a>(
+    body: &'a str,
+    limits: &Limits,
+    levels: usize,
+) -> Result<Body<'a>, Error> {
+    if body.len() > limits.max_bytes {
+        return Err(Error::TooLarge {
+            limit: limits.max_bytes,
+        });
+    }
+    // A batch's array is one more level above each message.
+    let batch = body
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('[');
+    let levels = levels
+        .max(CLASSIFY_LEVELS)
+        .saturating_add(usize::from(batch));
+    let value = json::parse_shallow(body, limits.max_depth, levels)?;
     classify_body(value)
 }
 

@@ -1,8 +1,41 @@
 use super::*;
 use crate::json::ValueKind;
 
+/// Parses `s` and checks that [`parse_str_shallow`] agrees, so every body in these tests is also a
+/// case for the shallow parse.
 fn p(s: &str) -> Result<Body<'_>, Error> {
-    parse(s.as_bytes(), &Limits::default())
+    let full = parse(s.as_bytes(), &Limits::default());
+    assert_shallow_agrees(s, &Limits::default(), &full);
+    full
+}
+
+/// [`parse_str_shallow`] at any level count gives `full`'s error, or messages classified alike
+/// (the whole tree when every level is built).
+fn assert_shallow_agrees(s: &str, limits: &Limits, full: &Result<Body<'_>, Error>) {
+    for levels in [0, 1, 2, 3, 4, 5, usize::MAX] {
+        let shallow = parse_str_shallow(s, limits, levels);
+        match (full, &shallow) {
+            (Ok(f), Ok(b)) if levels == usize::MAX => assert_eq!(f, b),
+            (Ok(f), Ok(b)) => {
+                assert_eq!(f.is_batch(), b.is_batch());
+                assert_eq!(f.messages().len(), b.messages().len());
+                for (x, y) in f.messages().iter().zip(b.messages()) {
+                    assert_eq!(
+                        (x.kind(), x.id(), x.method(), x.target(), x.target_kind()),
+                        (y.kind(), y.id(), y.method(), y.target(), y.target_kind())
+                    );
+                    assert_eq!(x.raw(), y.raw());
+                    let raw = |v: Option<&crate::json::Value<'_>>| v.map(|v| v.raw().as_ptr());
+                    assert_eq!(raw(x.params()), raw(y.params()));
+                    assert_eq!(raw(x.arguments()), raw(y.arguments()));
+                    assert_eq!(raw(x.result()), raw(y.result()));
+                    assert_eq!(raw(x.error()), raw(y.error()));
+                }
+            }
+            (Err(a), Err(b)) => assert_eq!(a, b, "{s:?} at {levels} levels"),
+            _ => panic!("{s:?} at {levels} levels: {full:?} vs {shallow:?}"),
+        }
+    }
 }
 
 fn single(s: &str) -> Message<'_> {
@@ -680,4 +713,40 @@ fn every_reason_is_distinct_snake_case() {
     reasons.sort_unstable();
     reasons.dedup();
     assert_eq!(reasons.len(), errors.len());
+}
+
+#[test]
+fn shallow_parse_classifies_alike() {
+    // The helper `p` checks agreement for every body in this file; these add what the other
+    // tests parse with other limits, and bodies whose deciding parts are below the built levels.
+    let limits = Limits {
+        max_depth: 10,
+        ..Limits::default()
+    };
+    for depth in 8..12 {
+        let body = nested(depth);
+        let full = parse_str(&body, &limits);
+        assert_shallow_agrees(&body, &limits, &full);
+        let batch = format!("[{body}]");
+        assert_shallow_agrees(&batch, &limits, &parse_str(&batch, &limits));
+    }
+    let small = Limits {
+        max_bytes: 10,
+        ..Limits::default()
+    };
+    assert_shallow_agrees(CALL, &small, &parse_str(CALL, &small));
+    for body in [
+        format!(" \n\t[{CALL}]"),
+        format!("[ {CALL} , {{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{{\"a\":[[[{{}}]]]}}}} ]"),
+        r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":[]}}]"#.to_owned(),
+        r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"a":{"b":[1,{"c":2,"c":3}]}}}}]"#.to_owned(),
+        r#"[{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p"}}}]"#.to_owned(),
+        r#"[{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":["ref/prompt"]}}]"#.to_owned(),
+        r#"[{"jsonrpc":"2.0","id":[1],"result":{}}]"#.to_owned(),
+        r#"[{"jsonrpc":"2.0","id":{"a":1},"method":"x"}]"#.to_owned(),
+        r#"[{"jsonrpc":"2.0","id":1,"error":{"code":1,"data":{"d":[{"x":"\ud800"}]}}}]"#.to_owned(),
+        r#"[{"jsonrpc":"2.0","id":null,"error":{"code":1,"data":{"d":[{"x":1e999}]}}}]"#.to_owned(),
+    ] {
+        let _ = p(&body);
+    }
 }

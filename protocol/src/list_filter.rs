@@ -13,12 +13,20 @@
 //! recorded (for example one replayed on a resumed SSE stream, which arrives on a GET with no
 //! request body) is recognised by the shape of its result — a `tools`, `prompts`, `resources` or
 //! `resourceTemplates` array — and filtered too, so resumption is no way around the filter.
+//!
+//! Responses are parsed with [`jsonrpc::parse_str_shallow`]: as strictly as requests, but only the
+//! levels down to each item are built (most of a `tools/list` answer is item schemas that the
+//! filter copies and never reads).
 
 use std::collections::HashMap;
 
 use crate::error::Error;
 use crate::json::{Member, Value};
 use crate::jsonrpc::{self, Body, IdKey, Kind, Limits, Message};
+
+/// Container levels the filter reads: message, `result`, the items array, each item. Deeper
+/// ones (an item's `inputSchema`, `_meta`) are only validated and copied as written.
+const LIST_LEVELS: usize = 4;
 
 /// The list methods whose answers are filtered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,7 +110,7 @@ pub fn filter_list_response<F>(
 where
     F: Fn(&str) -> bool,
 {
-    let message = jsonrpc::parse_str(body, limits)?.into_single()?;
+    let message = jsonrpc::parse_str_shallow(body, limits, LIST_LEVELS)?.into_single()?;
     let mut filtered = Filtered::default();
     filtered.body = filter_message(&message, kind, &allow, &mut filtered)?;
     Ok(filtered)
@@ -266,11 +274,41 @@ impl ResponseTracker {
     where
         F: Fn(&str) -> bool,
     {
+        self.filter_body_with(body, allow, |b| {
+            jsonrpc::parse_str_shallow(b, limits, LIST_LEVELS)
+        })
+    }
+
+    /// [`ResponseTracker::filter_body`] on the fully built tree ([`jsonrpc::parse_str`]): the
+    /// reference that tests and fuzzing compare the shallow parse with. Same results, slower.
+    #[doc(hidden)]
+    pub fn filter_body_full_parse<F>(
+        &self,
+        body: &str,
+        limits: &Limits,
+        allow: F,
+    ) -> Result<Filtered, Error>
+    where
+        F: Fn(&str) -> bool,
+    {
+        self.filter_body_with(body, allow, |b| jsonrpc::parse_str(b, limits))
+    }
+
+    fn filter_body_with<'b, F, P>(
+        &self,
+        body: &'b str,
+        allow: F,
+        parse: P,
+    ) -> Result<Filtered, Error>
+    where
+        F: Fn(&str) -> bool,
+        P: FnOnce(&'b str) -> Result<Body<'b>, Error>,
+    {
         let mut filtered = Filtered::default();
         if body.trim_matches([' ', '\t', '\n', '\r']).is_empty() {
             return Ok(filtered);
         }
-        let parsed = jsonrpc::parse_str(body, limits)?;
+        let parsed = parse(body)?;
         let mut rewritten: Vec<Option<String>> = Vec::with_capacity(parsed.messages().len());
         for message in parsed.messages() {
             let new = match self.list_kind(message) {
