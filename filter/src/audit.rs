@@ -292,7 +292,11 @@ impl Capped {
 fn write_json_string(out: &mut Capped, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b"\"");
+    // Every input byte writes at least one byte, so what lies past the room left is never
+    // written: a 64 KB argument costs no more than the cap.
+    let room = out.keep.saturating_sub(out.out.len());
     let bytes = s.as_bytes();
+    let bytes = bytes.get(..room).unwrap_or(bytes);
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {
@@ -414,6 +418,13 @@ mod tests {
             r#"{}"#,
             r#"[]"#,
         ];
+        // Strings far longer than the cap, escapes and multi-byte characters on either side of it.
+        let long = format!(
+            r#"{{"q":"{}","r":"{}"}}"#,
+            r#"ab\n\"é☃"#.repeat(400),
+            "x".repeat(5000)
+        );
+        let inputs: Vec<&str> = inputs.into_iter().chain([long.as_str()]).collect();
         let settings: [&[&str]; 5] = [
             &[],
             &["password"],
@@ -435,7 +446,9 @@ mod tests {
             let raw = mcpgate_protocol::json::parse(input, 64).unwrap();
             let value = raw.to_serde_json().unwrap();
             for entries in settings {
-                for max in [0, 1, 2, 5, 9, 10, 11, 17, 30, 31, 32, 33, 60, 1000] {
+                for max in [
+                    0, 1, 2, 5, 9, 10, 11, 17, 30, 31, 32, 33, 60, 1000, 1001, 2047, 4096,
+                ] {
                     let r = redaction(entries, max);
                     assert_eq!(
                         r.render_raw(&raw),
