@@ -2,7 +2,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN rustup target add wasm32-wasip1 \
+RUN apt-get update && apt-get install -y --no-install-recommends binaryen && rm -rf /var/lib/apt/lists/* \
+ && rustup target add wasm32-wasip1 \
  && ./wasm-build.sh \
  && cargo build --release -p mcpgate-token-service
 

