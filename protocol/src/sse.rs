@@ -77,7 +77,8 @@ impl Event {
         }
         let mut rest = self.data.as_str();
         loop {
-            match rest.find(['\r', '\n']) {
+            // memchr: a list answer's data is one line of tens of kilobytes.
+            match memchr::memchr2(b'\r', b'\n', rest.as_bytes()) {
                 None => {
                     write_field(out, "data", rest);
                     break;
@@ -288,7 +289,7 @@ impl SseParser {
                 self.skip_lf = false;
             }
             let rest = self.buf.get(scan..).unwrap_or_default();
-            let Some(i) = rest.iter().position(|&b| b == b'\r' || b == b'\n') else {
+            let Some(i) = memchr::memchr2(b'\r', b'\n', rest) else {
                 break;
             };
             let end = scan + i;
