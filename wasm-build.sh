@@ -6,11 +6,16 @@
 #
 # Two steps: cargo (LTO, 1 codegen unit, panic=abort, stripped) at MCPGATE_WASM_OPT_LEVEL
 # (default `2`), then binaryen's wasm-opt, which rustc does not run (MCPGATE_WASM_OPT_PASSES,
-# default `-Oz`). Measured on the 2-core bench machine (size; Envoy CPU per filtered 100-tool
-# tools/list, the compute-heaviest request): `s` alone 801 KB, over the 800 KB target; `s` +
-# `-O3` 686 KB, ~150 µs; `2` + `-Oz` 765 KB, ~136 µs; `3` + `-Oz` 779 KB, ~137 µs; `3` + `-O3`
-# 797 KB. A 1 KB tools/call costs the same with every one (host calls dominate it).
-# `scripts/setup.sh` installs binaryen (Debian's package).
+# default `-Oz -ocimfs 100`). Measured on the 2-core bench machine (size; Envoy CPU per filtered
+# 100-tool tools/list, the compute-heaviest request; Envoy's idle RSS with one worker):
+#   `s`, no wasm-opt        801 KB (over the 800 KB target), ~150 µs, 104 MiB
+#   `s` + `-Oz -ocimfs 100`  676 KB, ~140 µs, 104 MiB
+#   `2` + `-Oz -ocimfs 100`  765 KB, ~128 µs, 109 MiB
+#   `2` + `-Oz`              765 KB, ~128 µs, 126 MiB
+# `-ocimfs 100`: by default binaryen inlines every function that has one caller, whatever its
+# size; V8 then holds about 17 MiB more for the giant functions that makes. A 1 KB tools/call
+# costs the same with every build (host calls dominate it). `scripts/setup.sh` installs binaryen
+# (Debian's package).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -49,7 +54,7 @@ module="$root/target/$target/release/mcpgate_filter.wasm"
 mkdir -p "$(dirname "$module")"
 # The features rustc enables for wasm32-wasip1 (V8 in Envoy supports them all).
 # shellcheck disable=SC2086
-wasm-opt ${MCPGATE_WASM_OPT_PASSES:--Oz} \
+wasm-opt ${MCPGATE_WASM_OPT_PASSES:--Oz -ocimfs 100} \
     --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
     --enable-nontrapping-float-to-int --strip-debug --strip-producers \
     "$built" -o "$module.tmp"
