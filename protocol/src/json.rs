@@ -20,6 +20,9 @@ use std::borrow::Cow;
 
 use crate::error::{excerpt, Error};
 
+const OBJECT_SEPARATOR: &str = "',' or '}' expected in object";
+const ARRAY_SEPARATOR: &str = "',' or ']' expected in array";
+
 /// The deepest nesting any caller may configure; deeper limits are clamped to this so the
 /// recursive parser's stack use stays bounded (a few hundred KiB at most, also inside Wasm).
 pub const MAX_DEPTH_CAP: usize = 512;
@@ -559,6 +562,47 @@ impl<'a> Parser<'a> {
         Ok(code)
     }
 
+    /// The start of an object key (its opening quote), after whitespace. `object` and
+    /// `skip_object` share these steps so both report the same first error.
+    fn key_start(&mut self) -> Result<usize, Error> {
+        self.skip_ws();
+        match self.peek() {
+            None => Err(self.truncated()),
+            Some(b'"') => Ok(self.pos),
+            Some(_) => Err(self.invalid("object key expected")),
+        }
+    }
+
+    /// The `:` after an object key.
+    fn colon(&mut self) -> Result<(), Error> {
+        self.skip_ws();
+        match self.peek() {
+            None => Err(self.truncated()),
+            Some(b':') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(_) => Err(self.invalid("':' expected after object key")),
+        }
+    }
+
+    /// After a member or element: true at `,` (another follows), false at `close`.
+    fn more(&mut self, close: u8, expected: &'static str) -> Result<bool, Error> {
+        self.skip_ws();
+        match self.peek() {
+            None => Err(self.truncated()),
+            Some(b',') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(_) => Err(self.invalid(expected)),
+        }
+    }
+
     /// Parses an object starting at `{`; `depth` is the depth of its members.
     // Inlined into `value` (its only caller) in optimised builds, as the compiler did by itself
     // before the skip path existed: the full parse is about 8% slower otherwise. Not in debug
@@ -574,13 +618,7 @@ impl<'a> Parser<'a> {
             return Ok(members);
         }
         loop {
-            self.skip_ws();
-            let key_start = self.pos;
-            match self.peek() {
-                None => return Err(self.truncated()),
-                Some(b'"') => {}
-                Some(_) => return Err(self.invalid("object key expected")),
-            }
+            let key_start = self.key_start()?;
             let key = self.string()?;
             let key_raw = self.slice(key_start, self.pos)?;
             if members.len() < LINEAR_DUPLICATE_CHECK && members.iter().any(|m| m.key == key) {
@@ -589,27 +627,15 @@ impl<'a> Parser<'a> {
                     offset: key_start,
                 });
             }
-            self.skip_ws();
-            match self.peek() {
-                None => return Err(self.truncated()),
-                Some(b':') => self.pos += 1,
-                Some(_) => return Err(self.invalid("':' expected after object key")),
-            }
+            self.colon()?;
             let value = self.value(depth)?;
             members.push(Member {
                 key,
                 key_raw,
                 value,
             });
-            self.skip_ws();
-            match self.peek() {
-                None => return Err(self.truncated()),
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    break;
-                }
-                Some(_) => return Err(self.invalid("',' or '}' expected in object")),
+            if !self.more(b'}', OBJECT_SEPARATOR)? {
+                break;
             }
         }
         if members.len() > LINEAR_DUPLICATE_CHECK {
@@ -635,13 +661,7 @@ impl<'a> Parser<'a> {
         }
         let base = self.skipped_keys.len();
         loop {
-            self.skip_ws();
-            let key_start = self.pos;
-            match self.peek() {
-                None => return Err(self.truncated()),
-                Some(b'"') => {}
-                Some(_) => return Err(self.invalid("object key expected")),
-            }
+            let key_start = self.key_start()?;
             let key = self.string()?;
             let earlier = self.skipped_keys.get(base..).unwrap_or_default();
             if earlier.len() < LINEAR_DUPLICATE_CHECK && earlier.iter().any(|(k, _)| *k == key) {
@@ -651,22 +671,10 @@ impl<'a> Parser<'a> {
                 });
             }
             self.skipped_keys.push((key, key_start));
-            self.skip_ws();
-            match self.peek() {
-                None => return Err(self.truncated()),
-                Some(b':') => self.pos += 1,
-                Some(_) => return Err(self.invalid("':' expected after object key")),
-            }
+            self.colon()?;
             self.skip_value(depth)?;
-            self.skip_ws();
-            match self.peek() {
-                None => return Err(self.truncated()),
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    break;
-                }
-                Some(_) => return Err(self.invalid("',' or '}' expected in object")),
+            if !self.more(b'}', OBJECT_SEPARATOR)? {
+                break;
             }
         }
         let keys = self.skipped_keys.get(base..).unwrap_or_default();
@@ -691,15 +699,8 @@ impl<'a> Parser<'a> {
         }
         loop {
             items.push(self.value(depth)?);
-            self.skip_ws();
-            match self.peek() {
-                None => return Err(self.truncated()),
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(items);
-                }
-                Some(_) => return Err(self.invalid("',' or ']' expected in array")),
+            if !self.more(b']', ARRAY_SEPARATOR)? {
+                return Ok(items);
             }
         }
     }
@@ -714,15 +715,8 @@ impl<'a> Parser<'a> {
         }
         loop {
             self.skip_value(depth)?;
-            self.skip_ws();
-            match self.peek() {
-                None => return Err(self.truncated()),
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                Some(_) => return Err(self.invalid("',' or ']' expected in array")),
+            if !self.more(b']', ARRAY_SEPARATOR)? {
+                return Ok(());
             }
         }
     }
