@@ -100,9 +100,9 @@ impl Vm {
         self.internal_failures.succeeded();
     }
 
+    /// This VM's copy first, then the shared table (a hit there is copied here).
     /// `disconnected_at`: when the token service last deleted the user's upstream token for the
     /// route (an entry fetched at or before then is a miss).
-    /// This VM's copy first, then the shared table (a hit there is copied here).
     pub(super) fn cached_credentials(
         &mut self,
         key: &CacheKey,
