@@ -78,17 +78,30 @@ pub fn slot_name(table: &str, key: &CacheKey) -> String {
     format!("mcpgate.{table}.{}", slot(key))
 }
 
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+fn hex_digit(nibble: u8) -> u8 {
+    HEX_DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0')
+}
+
 fn hex(key: &CacheKey) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(64);
     for byte in key {
-        for nibble in [byte >> 4, byte & 0x0f] {
-            out.push(char::from(
-                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
-            ));
-        }
+        out.push(char::from(hex_digit(byte >> 4)));
+        out.push(char::from(hex_digit(byte & 0x0f)));
     }
     out
+}
+
+/// Whether an entry's first line is `key` in hex (64 digits). Compared digit by digit, without
+/// building the hex string: every cached request checks a key.
+fn names_key(value: &[u8], key: &CacheKey) -> bool {
+    let first = value.split(|b| *b == b'\n').next().unwrap_or_default();
+    first.len() == 64
+        && first
+            .chunks_exact(2)
+            .zip(key)
+            .all(|(pair, byte)| pair == [hex_digit(byte >> 4), hex_digit(byte & 0x0f)])
 }
 
 /// A value that can go into a request header as is: visible ASCII, no spaces, bounded.
@@ -115,11 +128,11 @@ pub fn encode_entry(key: &CacheKey, cache_until: u64, fields: &[&str]) -> Option
 /// The fields of a table value that belongs to `key` and is still good at `now`; `None` for a
 /// miss (another key in the slot, expired, empty or unreadable).
 pub fn decode_entry<'v>(value: &'v [u8], key: &CacheKey, now: u64) -> Option<Vec<&'v str>> {
-    let text = std::str::from_utf8(value).ok()?;
-    let mut parts = text.split('\n');
-    if parts.next()? != hex(key) {
+    if !names_key(value, key) {
         return None;
     }
+    let text = std::str::from_utf8(value).ok()?;
+    let mut parts = text.split('\n').skip(1);
     let cache_until: u64 = parts.next()?.parse().ok()?;
     if now >= cache_until {
         return None;
@@ -159,14 +172,6 @@ impl LocalTable {
             }
         }
     }
-}
-
-/// Whether an entry's first line is `key` (in hex).
-fn names_key(value: &[u8], key: &CacheKey) -> bool {
-    value
-        .split(|b| *b == b'\n')
-        .next()
-        .is_some_and(|first| first == hex(key).as_bytes())
 }
 
 /// What the token service gave for a (route, TE).
