@@ -115,9 +115,10 @@ fn main() {
             println!("{result}");
         }
         "native" => {
-            let paths: Vec<std::path::PathBuf> = ["config", "bodies", "list-json", "list-sse", "jwks", "tokens"].iter().map(|k| get(k).into()).collect();
-            let [config, bodies, list_json, list_sse, jwks, tokens] = paths.as_slice() else { unreachable!() };
-            let inputs = native::Inputs { config, bodies, list_json, list_sse, jwks, tokens };
+            let path = |k: &str| std::path::PathBuf::from(get(k));
+            let (config, bodies, list_json) = (path("config"), path("bodies"), path("list-json"));
+            let (list_sse, jwks, tokens) = (path("list-sse"), path("jwks"), path("tokens"));
+            let inputs = native::Inputs { config: &config, bodies: &bodies, list_json: &list_json, list_sse: &list_sse, jwks: &jwks, tokens: &tokens };
             println!("{}", native::run(&inputs).unwrap_or_else(|e| die(e)));
         }
         _ => die("usage: mcpgate-bench keygen|jwks|kid|mint|render|tsload|native [--options]; see the source header"),
