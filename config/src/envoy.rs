@@ -13,7 +13,7 @@ use crate::filter::MAX_LIST_RESPONSE_BYTES;
 use crate::gateway::{
     ServerRoute, Upstream, TOKEN_SERVICE_CLUSTER, TOKEN_SERVICE_INTERNAL_CLUSTER,
 };
-use crate::{paths, ConfigError, GatewayConfig};
+use crate::{paths, ConfigError, GatewayConfig, HeaderMode};
 
 /// Envoy cluster name of a server route's upstream; its `upstream_rq_total` stat counts what
 /// reached that MCP server.
@@ -30,7 +30,11 @@ pub fn render_bootstrap(config: &GatewayConfig) -> Result<String, ConfigError> {
 
 fn bootstrap(config: &GatewayConfig) -> Result<Value, ConfigError> {
     let routes = config.server_routes()?;
-    let filter_config = serde_json::to_string(&config.filter_config()?)
+    let mut filter_config = config.filter_config()?;
+    // mcpgate's own bootstrap sets the flag below, so the filter may hold headers.
+    filter_config.header_mode = HeaderMode::HoldHeaders;
+    let hold_headers = filter_config.header_mode.allow_on_headers_stop_iteration();
+    let filter_config = serde_json::to_string(&filter_config)
         .map_err(|e| ConfigError::new("", format!("cannot encode filter configuration: {e}")))?;
     let wasm = std::path::absolute(&config.envoy.wasm_module)
         .map_err(|e| ConfigError::new("envoy.wasm_module", e.to_string()))?;
@@ -180,7 +184,7 @@ fn bootstrap(config: &GatewayConfig) -> Result<Value, ConfigError> {
                                         "failure_policy": "FAIL_RELOAD",
                                         // Lets the filter hold a request's headers until its body is
                                         // decided, so a denied call never opens an upstream request.
-                                        "allow_on_headers_stop_iteration": true,
+                                        "allow_on_headers_stop_iteration": hold_headers,
                                     },
                                 },
                             },

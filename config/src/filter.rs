@@ -57,6 +57,41 @@ pub struct FilterConfig {
     /// Client routes: apps that get a TE for their signed-in user.
     #[serde(default)]
     pub client_routes: Vec<FilterClientRoute>,
+    /// How the host lets the filter hold a request while its body is decided.
+    #[serde(default)]
+    pub header_mode: HeaderMode,
+    /// In [`HeaderMode::HoldHeaders`]: a request whose headers are held and whose body has not
+    /// reached the filter after this many seconds is answered with an error naming the host
+    /// setting (a host that ignores `allow_on_headers_stop_iteration` never delivers the body).
+    #[serde(default = "default_body_arrival_timeout_seconds")]
+    pub body_arrival_timeout_seconds: u64,
+}
+
+/// How a request with a body is held while the filter reads and decides it.
+///
+/// Envoy (1.35 and later) lets a Wasm filter stop in the header phase and still receive the body
+/// only when the plugin sets `allow_on_headers_stop_iteration`; Istio's `WasmPlugin` and Envoy
+/// Gateway's `EnvoyExtensionPolicy` cannot set it. Each rendered target sets the mode that matches
+/// what it configures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderMode {
+    /// The host honours `allow_on_headers_stop_iteration: true`: the headers are held until the
+    /// body is decided, so a denied request never opens an upstream request.
+    HoldHeaders,
+    /// The host does not hold headers past the header phase (the default, safe on every host):
+    /// the headers go on once the token is checked and the upstream credentials are set; the
+    /// body is held until it is decided, and a denied request's upstream stream is reset before
+    /// any body byte reaches the MCP server (which may see its headers).
+    #[default]
+    HoldBody,
+}
+
+impl HeaderMode {
+    /// The Envoy Wasm `PluginConfig.allow_on_headers_stop_iteration` value this mode needs.
+    pub fn allow_on_headers_stop_iteration(self) -> bool {
+        matches!(self, HeaderMode::HoldHeaders)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +166,14 @@ fn default_audit_max_argument_bytes() -> usize {
     DEFAULT_AUDIT_MAX_ARGUMENT_BYTES
 }
 
+/// Long enough for a slow client's first body bytes, short enough that a misconfigured host
+/// answers before MCP clients time out (usually 60 s).
+pub const DEFAULT_BODY_ARRIVAL_TIMEOUT_SECONDS: u64 = 10;
+
+fn default_body_arrival_timeout_seconds() -> u64 {
+    DEFAULT_BODY_ARRIVAL_TIMEOUT_SECONDS
+}
+
 impl FilterConfig {
     /// Parse and validate the plugin configuration.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
@@ -164,6 +207,12 @@ impl FilterConfig {
         if self.revocations_refresh_seconds == 0 {
             return Err(ConfigError::new(
                 "revocations_refresh_seconds",
+                "must be at least 1",
+            ));
+        }
+        if self.body_arrival_timeout_seconds == 0 {
+            return Err(ConfigError::new(
+                "body_arrival_timeout_seconds",
                 "must be at least 1",
             ));
         }
@@ -354,6 +403,8 @@ mod tests {
             revocations_refresh_seconds: DEFAULT_REVOCATIONS_REFRESH_SECONDS,
             sign_in_url: String::new(),
             client_routes: vec![],
+            header_mode: HeaderMode::HoldBody,
+            body_arrival_timeout_seconds: DEFAULT_BODY_ARRIVAL_TIMEOUT_SECONDS,
         }
     }
 

@@ -884,6 +884,9 @@ impl GatewayConfig {
             revocations_refresh_seconds: crate::filter::DEFAULT_REVOCATIONS_REFRESH_SECONDS,
             sign_in_url: format!("{}{}", self.authorization_server.issuer, paths::SIGN_IN),
             client_routes,
+            // The safe default; a renderer whose target holds headers sets `HoldHeaders`.
+            header_mode: crate::filter::HeaderMode::HoldBody,
+            body_arrival_timeout_seconds: crate::filter::DEFAULT_BODY_ARRIVAL_TIMEOUT_SECONDS,
         })
     }
 }

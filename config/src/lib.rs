@@ -16,6 +16,6 @@ pub mod gateway;
 pub mod paths;
 
 pub use error::ConfigError;
-pub use filter::{FilterClientRoute, FilterConfig, FilterRoute};
+pub use filter::{FilterClientRoute, FilterConfig, FilterRoute, HeaderMode};
 #[cfg(feature = "gateway")]
 pub use gateway::GatewayConfig;
