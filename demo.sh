@@ -17,8 +17,12 @@ mkdir -p "$run/data" "$run/logs"
 
 scripts/setup.sh
 ./wasm-build.sh
-cargo build --release -p mcpgate-token-service
-ts="$root/target/release/mcpgate-token-service"
+# MCPGATE_TOKEN_SERVICE_BIN: an already built binary (the tests pass their debug build).
+ts="${MCPGATE_TOKEN_SERVICE_BIN:-}"
+if [ -z "$ts" ]; then
+  cargo build --release -p mcpgate-token-service
+  ts="$root/target/release/mcpgate-token-service"
+fi
 
 users_file="$run/data/users.yaml"
 if [ ! -s "$users_file" ] || ! grep -q "username: $demo_user" "$users_file"; then
@@ -66,11 +70,14 @@ wait_for() { # url, name
   exit 1
 }
 
-start everything env PORT=18101 node tests/e2e/node_modules/@modelcontextprotocol/server-everything/dist/index.js streamableHttp
+# The reference server's own entry point listens on every interface; this wrapper binds it to
+# 127.0.0.1, so the unguarded MCP server is never reachable beside the gateway.
+start everything env PORT=18101 node tests/e2e/lib/everything-loopback.mjs
 start upstreams node scripts/demo-upstreams.mjs
 start token-service "$ts" serve --config "$config"
 wait_for http://127.0.0.1:18081/.mcpgate/healthz "the token service"
-start envoy .venv/bin/envoy -c "$run/envoy.yaml" --concurrency 2 --log-level warn
+# --use-dynamic-base-id: runs beside any other Envoy on this machine (base id 0 may be taken).
+start envoy .venv/bin/envoy -c "$run/envoy.yaml" --concurrency 2 --log-level warn --use-dynamic-base-id
 wait_for http://127.0.0.1:18090/ready "Envoy"
 
 cat <<MSG
