@@ -7,13 +7,17 @@
 
 #![recursion_limit = "256"]
 
-#[cfg(feature = "gateway")]
-pub mod envoy;
 pub mod error;
 pub mod filter;
 #[cfg(feature = "gateway")]
 pub mod gateway;
 pub mod paths;
+#[cfg(feature = "gateway")]
+pub mod render;
+
+/// The `envoy` target under its earlier path (`mcpgate_config::envoy::render_bootstrap`).
+#[cfg(feature = "gateway")]
+pub use render::envoy;
 
 pub use error::ConfigError;
 pub use filter::{FilterClientRoute, FilterConfig, FilterRoute, HeaderMode};

@@ -1,4 +1,5 @@
-//! Command line: `serve`, `user add`, `service-account create|list|revoke`, `envoy-bootstrap`.
+//! Command line: `serve`, `user add`, `service-account create|list|revoke`, `render <target>`,
+//! `envoy-bootstrap`.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -6,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mcpgate_config::GatewayConfig;
+use mcpgate_config::{render, GatewayConfig};
 
 use crate::users::{self, User};
 
@@ -57,7 +58,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::service_accounts::Command,
     },
-    /// Print (or write) the Envoy bootstrap for the gateway file.
+    /// Render what a deployment target needs from the gateway file.
+    Render {
+        #[command(subcommand)]
+        target: RenderTarget,
+    },
+    /// Print (or write) the static Envoy bootstrap (`render envoy` without `--out-dir`).
     EnvoyBootstrap {
         #[command(flatten)]
         config: ConfigArg,
@@ -65,6 +71,26 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         out: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RenderTarget {
+    /// mcpgate's own Envoy: a static bootstrap, or (`--out-dir`) a bootstrap plus xDS files
+    /// Envoy watches, so a re-rendered gateway file applies without a restart.
+    Envoy(RenderEnvoy),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderEnvoy {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Write the static bootstrap to this file instead of stdout.
+    #[arg(long, value_name = "FILE", conflicts_with = "out_dir")]
+    pub out: Option<PathBuf>,
+    /// Write `envoy.yaml` (start Envoy with it) and its watched xDS files (`cds/`, `ecds/`,
+    /// `rds/`, `lds/`) into this directory; only changed files are rewritten, atomically.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,20 +185,39 @@ fn user_add(args: UserAdd) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn envoy_bootstrap(config: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = load_config(config)?;
-    let bootstrap =
-        mcpgate_config::envoy::render_bootstrap(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+/// `render envoy`: the static bootstrap to `--out` (or stdout), or the dynamic files into
+/// `--out-dir`. Returns the files it wrote.
+pub fn render_envoy(args: &RenderEnvoy) -> anyhow::Result<Vec<PathBuf>> {
+    let config = load_config(&args.config.config)?;
+    let Some(dir) = &args.out_dir else {
+        let bootstrap = render::envoy::render_bootstrap(&config)
+            .map_err(|e| anyhow::anyhow!("invalid gateway file: {e}"))?;
+        return write_or_print(args.out.as_deref(), &bootstrap);
+    };
+    let files = render::envoy::dynamic_files(&config, dir)
+        .map_err(|e| anyhow::anyhow!("invalid gateway file: {e}"))?;
+    Ok(render::write_changed(dir, &files)?)
+}
+
+fn write_or_print(out: Option<&Path>, text: &str) -> anyhow::Result<Vec<PathBuf>> {
     match out {
         Some(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-            }
-            std::fs::write(&path, bootstrap)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            render::write_atomically(path, text.as_bytes())?;
+            Ok(vec![path.to_path_buf()])
         }
-        None => print!("{bootstrap}"),
+        None => {
+            print!("{text}");
+            Ok(vec![])
+        }
+    }
+}
+
+fn render(target: RenderTarget) -> anyhow::Result<()> {
+    let written = match target {
+        RenderTarget::Envoy(args) => render_envoy(&args)?,
+    };
+    for path in written {
+        eprintln!("wrote {}", path.display());
     }
     Ok(())
 }
@@ -194,7 +239,13 @@ pub fn main() -> ExitCode {
             command: UserCommand::Add(args),
         } => user_add(args),
         Command::ServiceAccount { command } => crate::service_accounts::run(command),
-        Command::EnvoyBootstrap { config, out } => envoy_bootstrap(&config.config, out),
+        Command::Render { target } => render(target),
+        Command::EnvoyBootstrap { config, out } => render_envoy(&RenderEnvoy {
+            config,
+            out,
+            out_dir: None,
+        })
+        .map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
