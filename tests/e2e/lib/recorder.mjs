@@ -23,6 +23,9 @@
 //
 // Every request is also appended to a JSON-lines log file (headers included), so the run's logs
 // show what the MCP server saw (and a token leaked upstream would be found by the log scan).
+// `requests` holds the requests that arrived whole; `arrivals` every request whose headers
+// arrived, with the body bytes received and whether it completed, so a request the gateway reset
+// after its headers (a denied body when the filter holds the body, not the headers) is seen too.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -137,6 +140,7 @@ export class Recorder {
   constructor({ logFile }) {
     this.logFile = logFile;
     this.requests = [];
+    this.arrivals = [];
     this.eventId = 0;
     this.sockets = new Set();
   }
@@ -166,14 +170,38 @@ export class Recorder {
   /** Forgets what was recorded so far. */
   clear() {
     this.requests = [];
+    this.arrivals = [];
+  }
+
+  /** Arrivals that carried at least one body byte. */
+  get arrivalsWithBody() {
+    return this.arrivals.filter((a) => a.bodyBytes > 0);
   }
 
   async handle(req, res) {
+    const arrival = { time: new Date().toISOString(), method: req.method, path: req.url, headers: { ...req.headers }, bodyBytes: 0, complete: false };
+    this.arrivals.push(arrival);
     const chunks = [];
-    for await (const c of req) chunks.push(c);
+    try {
+      for await (const c of req) {
+        chunks.push(c);
+        arrival.bodyBytes += c.length;
+      }
+    } catch {
+      // The stream was reset before its end; recorded below.
+    }
+    arrival.complete = req.complete;
+    if (!req.complete) {
+      fs.appendFileSync(this.logFile, JSON.stringify({
+        time: arrival.time, method: arrival.method, path: arrival.path, headers: arrival.headers,
+        body_bytes: arrival.bodyBytes, reset_before_end: true,
+      }) + '\n');
+      res.destroy();
+      return;
+    }
     const body = Buffer.concat(chunks);
     const entry = {
-      time: new Date().toISOString(),
+      time: arrival.time,
       method: req.method,
       path: req.url,
       headers: { ...req.headers },
