@@ -25,6 +25,9 @@ pub struct GatewayConfig {
     pub token_service: TokenService,
     #[serde(default)]
     pub envoy: EnvoySettings,
+    /// What the Kubernetes targets (`render istio`, `render envoy-gateway`) need.
+    #[serde(default)]
+    pub kubernetes: Option<KubernetesSettings>,
     pub routes: Vec<Route>,
 }
 
@@ -205,6 +208,163 @@ impl Default for EnvoySettings {
             jwks_refresh: defaults::jwks_refresh(),
             token_service_address: None,
         }
+    }
+}
+
+/// Where the gateway runs in Kubernetes. Every field has a default except `filter`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSettings {
+    /// Namespace of the token service's Service.
+    #[serde(default = "defaults::k8s_namespace")]
+    pub namespace: String,
+    /// Name of the token service's Service; it selects pods labelled
+    /// `app.kubernetes.io/name: <this>`.
+    #[serde(default = "defaults::k8s_token_service")]
+    pub token_service: String,
+    /// The cluster's DNS domain, for Service host names (`<svc>.<ns>.svc.<domain>`).
+    #[serde(default = "defaults::cluster_domain")]
+    pub cluster_domain: String,
+    /// The Gateway API `Gateway` the routes attach to and the filter is applied on.
+    #[serde(default)]
+    pub gateway: GatewayRef,
+    /// The Kubernetes Secret (in the gateway's namespace) whose key the gateway's proxies get as
+    /// `MCPGATE_INTERNAL_API_SECRET`.
+    #[serde(default)]
+    pub internal_api_secret: SecretKeyRef,
+    /// Where the mesh fetches the filter module.
+    #[serde(default)]
+    pub filter: FilterModuleSource,
+}
+
+impl Default for KubernetesSettings {
+    fn default() -> Self {
+        Self {
+            namespace: defaults::k8s_namespace(),
+            token_service: defaults::k8s_token_service(),
+            cluster_domain: defaults::cluster_domain(),
+            gateway: GatewayRef::default(),
+            internal_api_secret: SecretKeyRef::default(),
+            filter: FilterModuleSource::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayRef {
+    #[serde(default = "defaults::k8s_gateway")]
+    pub name: String,
+    /// Default: `kubernetes.namespace`. The rendered routes and policies live here.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The Gateway listener (`sectionName`) the routes attach to; all listeners when absent.
+    #[serde(default)]
+    pub listener: Option<String>,
+}
+
+impl Default for GatewayRef {
+    fn default() -> Self {
+        Self {
+            name: defaults::k8s_gateway(),
+            namespace: None,
+            listener: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretKeyRef {
+    #[serde(default = "defaults::k8s_secret_name")]
+    pub name: String,
+    #[serde(default = "defaults::k8s_secret_key")]
+    pub key: String,
+}
+
+impl Default for SecretKeyRef {
+    fn default() -> Self {
+        Self {
+            name: defaults::k8s_secret_name(),
+            key: defaults::k8s_secret_key(),
+        }
+    }
+}
+
+/// The filter module as the mesh fetches it: an OCI image, or the `.wasm` over HTTP(S).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterModuleSource {
+    /// OCI reference the image layout was pushed to (`registry.example.com/mcpgate/filter:0.1.0`).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// HTTP(S) URL serving the `.wasm` file itself.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub pull_policy: Option<PullPolicy>,
+    /// Name of a docker-registry Secret (in the gateway's namespace) for a private registry.
+    #[serde(default)]
+    pub pull_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum PullPolicy {
+    IfNotPresent,
+    Always,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Always => "Always",
+        }
+    }
+}
+
+/// A Kubernetes Service port, as a route's `to` names it (`<name>.<namespace>.svc…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRef {
+    pub name: String,
+    pub namespace: String,
+    pub port: u16,
+}
+
+/// Where the filter module comes from, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleLocation {
+    /// OCI reference without scheme.
+    Image(String),
+    Url(String),
+}
+
+/// The `kubernetes` settings with everything derived from them and the routes, checked once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesTarget {
+    pub namespace: String,
+    pub cluster_domain: String,
+    pub token_service: ServiceRef,
+    /// The token service's internal listener, a second port of the same Service.
+    pub internal_port: u16,
+    pub gateway_name: String,
+    pub gateway_namespace: String,
+    pub gateway_listener: Option<String>,
+    pub internal_api_secret: SecretKeyRef,
+    pub module: ModuleLocation,
+    pub pull_policy: Option<PullPolicy>,
+    pub pull_secret: Option<String>,
+    /// The Service behind each route, by route index.
+    pub backends: BTreeMap<usize, ServiceRef>,
+}
+
+impl KubernetesTarget {
+    /// `<service>.<namespace>.svc.<cluster domain>`.
+    pub fn service_host(&self, service: &ServiceRef) -> String {
+        format!(
+            "{}.{}.svc.{}",
+            service.name, service.namespace, self.cluster_domain
+        )
     }
 }
 
@@ -636,6 +796,9 @@ impl GatewayConfig {
                 ));
             }
         }
+        if self.kubernetes.is_some() {
+            self.kubernetes_target()?;
+        }
         let mut default_hosts = HashSet::new();
         for r in routes.iter().filter(|r| r.default_resource) {
             if !default_hosts.insert(r.authority.clone()) {
@@ -837,6 +1000,124 @@ impl GatewayConfig {
         }
     }
 
+    /// The `kubernetes` settings (defaults when the block is absent), checked against the routes:
+    /// every route's upstream must be a Service (`http://<svc>.<ns>.svc[.<domain>]:<port>`) and
+    /// every public host a DNS name, since Gateway API routes name both.
+    pub fn kubernetes_target(&self) -> Result<KubernetesTarget, ConfigError> {
+        let k = self.kubernetes.clone().unwrap_or_default();
+        dns_label(&k.namespace, "kubernetes.namespace")?;
+        dns_label(&k.token_service, "kubernetes.token_service")?;
+        if !k
+            .token_service
+            .starts_with(|c: char| c.is_ascii_lowercase())
+        {
+            return Err(ConfigError::new(
+                "kubernetes.token_service",
+                "a Service name must start with a lower-case letter",
+            ));
+        }
+        dns_name(&k.cluster_domain, "kubernetes.cluster_domain")?;
+        dns_subdomain(&k.gateway.name, "kubernetes.gateway.name")?;
+        let gateway_namespace = k.gateway.namespace.clone().unwrap_or(k.namespace.clone());
+        dns_label(&gateway_namespace, "kubernetes.gateway.namespace")?;
+        if let Some(listener) = &k.gateway.listener {
+            dns_subdomain(listener, "kubernetes.gateway.listener")?;
+        }
+        dns_subdomain(
+            &k.internal_api_secret.name,
+            "kubernetes.internal_api_secret.name",
+        )?;
+        let key_ok = !k.internal_api_secret.key.is_empty()
+            && k.internal_api_secret.key.len() <= 253
+            && k.internal_api_secret
+                .key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+        if !key_ok {
+            return Err(ConfigError::new(
+                "kubernetes.internal_api_secret.key",
+                "must be a Secret data key: letters, digits, '-', '_' or '.'",
+            ));
+        }
+        if let Some(secret) = &k.filter.pull_secret {
+            dns_subdomain(secret, "kubernetes.filter.pull_secret")?;
+        }
+        let module =
+            match (&k.filter.image, &k.filter.url) {
+                (Some(image), None) => ModuleLocation::Image(oci_reference(image)?),
+                (None, Some(url)) => {
+                    let parsed = Url::parse(url)
+                        .map_err(|e| ConfigError::new("kubernetes.filter.url", e.to_string()))?;
+                    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                        return Err(ConfigError::new(
+                            "kubernetes.filter.url",
+                            "must be an http(s) URL of the .wasm file",
+                        ));
+                    }
+                    ModuleLocation::Url(url.clone())
+                }
+                _ => return Err(ConfigError::new(
+                    "kubernetes.filter",
+                    "set exactly one of image (the OCI reference the filter image was pushed to) \
+                     or url (an http(s) URL of the .wasm file)",
+                )),
+            };
+        for (field, addr) in [
+            ("token_service.listen", self.token_service.listen),
+            ("token_service.internal_listen", self.internal_listen()),
+        ] {
+            if addr.ip().is_loopback() {
+                return Err(ConfigError::new(
+                    field,
+                    "binds a loopback address, which the Kubernetes Service cannot reach: listen \
+                     on 0.0.0.0 (or the pod's address)",
+                ));
+            }
+        }
+        let mut backends = BTreeMap::new();
+        let routes = self.server_routes()?;
+        let client_routes = self.client_routes()?;
+        let located = routes
+            .iter()
+            .map(|r| (r.index, &r.host, &r.upstream))
+            .chain(
+                client_routes
+                    .iter()
+                    .map(|r| (r.index, &r.host, &r.upstream)),
+            );
+        for (index, host, upstream) in located {
+            if host.parse::<IpAddr>().is_ok() {
+                return Err(ConfigError::new(
+                    format!("routes[{index}].from"),
+                    "a Gateway API route matches host names, not IP addresses",
+                ));
+            }
+            backends.insert(
+                index,
+                service_ref(upstream, &k.cluster_domain)
+                    .map_err(|reason| ConfigError::new(format!("routes[{index}].to"), reason))?,
+            );
+        }
+        Ok(KubernetesTarget {
+            token_service: ServiceRef {
+                name: k.token_service.clone(),
+                namespace: k.namespace.clone(),
+                port: self.token_service.listen.port(),
+            },
+            internal_port: self.internal_listen().port(),
+            namespace: k.namespace,
+            cluster_domain: k.cluster_domain,
+            gateway_name: k.gateway.name,
+            gateway_namespace,
+            gateway_listener: k.gateway.listener,
+            internal_api_secret: k.internal_api_secret,
+            module,
+            pull_policy: k.filter.pull_policy,
+            pull_secret: k.filter.pull_secret,
+            backends,
+        })
+    }
+
     /// The projection handed to the filter.
     pub fn filter_config(&self) -> Result<FilterConfig, ConfigError> {
         let routes = self
@@ -984,6 +1265,94 @@ impl RouteParts {
             },
         })
     }
+}
+
+/// The Service a route's upstream names: `http://<svc>.<ns>.svc[.<cluster domain>]:<port>`.
+fn service_ref(upstream: &Upstream, cluster_domain: &str) -> Result<ServiceRef, String> {
+    const SHAPE: &str = "a Kubernetes target routes to a Service: use \
+                         http://<service>.<namespace>.svc.<cluster domain>:<port>[/path]";
+    if upstream.scheme != "http" {
+        return Err(format!(
+            "{SHAPE} (plain http: inside the mesh the proxies encrypt it)"
+        ));
+    }
+    let host = upstream.host.as_str();
+    let stem = host
+        .strip_suffix(&format!(".svc.{cluster_domain}"))
+        .or_else(|| host.strip_suffix(".svc"))
+        .ok_or_else(|| SHAPE.to_string())?;
+    match stem.split_once('.') {
+        Some((name, namespace))
+            if is_dns_label(name) && is_dns_label(namespace) && !namespace.contains('.') =>
+        {
+            Ok(ServiceRef {
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+                port: upstream.port,
+            })
+        }
+        _ => Err(SHAPE.to_string()),
+    }
+}
+
+/// An OCI reference without scheme: `registry/repository[:tag][@sha256:<hex>]`.
+fn oci_reference(image: &str) -> Result<String, ConfigError> {
+    const FIELD: &str = "kubernetes.filter.image";
+    let reference = image.strip_prefix("oci://").unwrap_or(image);
+    let (name, _) = reference.split_once('@').unwrap_or((reference, ""));
+    let valid = !reference.is_empty()
+        && name.contains('/')
+        && !reference
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        && !reference.contains("://");
+    if !valid {
+        return Err(ConfigError::new(
+            FIELD,
+            "must be an OCI reference with a registry and repository \
+             (registry.example.com/mcpgate/filter:0.1.0)",
+        ));
+    }
+    Ok(reference.to_string())
+}
+
+/// RFC 1123 label: what Kubernetes accepts as a namespace or Service name.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn dns_label(s: &str, field: &str) -> Result<(), ConfigError> {
+    if is_dns_label(s) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            "must be a DNS label: at most 63 lower-case letters, digits or '-', starting and \
+             ending with a letter or digit",
+        ))
+    }
+}
+
+/// RFC 1123 subdomain: what Kubernetes accepts as most object names.
+fn dns_subdomain(s: &str, field: &str) -> Result<(), ConfigError> {
+    if s.len() <= 253 && s.split('.').all(is_dns_label) {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            "must be a DNS subdomain: dot-separated labels of lower-case letters, digits or '-', \
+             at most 253 characters",
+        ))
+    }
+}
+
+fn dns_name(s: &str, field: &str) -> Result<(), ConfigError> {
+    dns_subdomain(s, field)
 }
 
 fn is_scope_token(scope: &str) -> bool {
@@ -1165,6 +1534,24 @@ mod defaults {
     }
     pub fn jwks_refresh() -> Duration {
         Duration::from_secs(60)
+    }
+    pub fn k8s_namespace() -> String {
+        "mcpgate".into()
+    }
+    pub fn k8s_token_service() -> String {
+        "mcpgate-token-service".into()
+    }
+    pub fn cluster_domain() -> String {
+        "cluster.local".into()
+    }
+    pub fn k8s_gateway() -> String {
+        "mcpgate".into()
+    }
+    pub fn k8s_secret_name() -> String {
+        "mcpgate-internal-api".into()
+    }
+    pub fn k8s_secret_key() -> String {
+        "secret".into()
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mcpgate_config::{render, GatewayConfig};
+use mcpgate_config::{render, GatewayConfig, HeaderMode};
 
 use crate::users::{self, User};
 
@@ -78,6 +78,51 @@ pub enum RenderTarget {
     /// mcpgate's own Envoy: a static bootstrap, or (`--out-dir`) a bootstrap plus xDS files
     /// Envoy watches, so a re-rendered gateway file applies without a restart.
     Envoy(RenderEnvoy),
+    /// An Istio mesh: WasmPlugin (or, with --header-mode hold_headers, an EnvoyFilter), Gateway
+    /// API routes, the token service's Service (multi-document YAML).
+    Istio(RenderMesh),
+    /// Envoy Gateway: EnvoyExtensionPolicy, Gateway API routes, EnvoyPatchPolicy (multi-document
+    /// YAML).
+    EnvoyGateway(RenderMesh),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderMesh {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Write to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The filter's OCI image layout (scripts/oci-image.sh): its manifest digest is the `sha256`
+    /// of an image code source (`kubernetes.filter.image`).
+    #[arg(long, value_name = "DIR", default_value = "target/oci/mcpgate-filter")]
+    pub oci_layout: PathBuf,
+    /// The filter module whose SHA-256 a URL code source (`kubernetes.filter.url`) carries.
+    /// Default: `envoy.wasm_module`.
+    #[arg(long, value_name = "FILE")]
+    pub wasm: Option<PathBuf>,
+    /// How the filter holds a request while it reads the body. `hold_headers` needs the Envoy
+    /// flag neither WasmPlugin nor EnvoyExtensionPolicy can set, so it renders an EnvoyFilter
+    /// (Istio) or an EnvoyPatchPolicy patch (Envoy Gateway) that sets it.
+    #[arg(long, value_enum, default_value = "hold_body")]
+    pub header_mode: HeaderModeArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum HeaderModeArg {
+    #[value(name = "hold_body")]
+    HoldBody,
+    #[value(name = "hold_headers")]
+    HoldHeaders,
+}
+
+impl From<HeaderModeArg> for HeaderMode {
+    fn from(mode: HeaderModeArg) -> Self {
+        match mode {
+            HeaderModeArg::HoldBody => HeaderMode::HoldBody,
+            HeaderModeArg::HoldHeaders => HeaderMode::HoldHeaders,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -212,9 +257,31 @@ fn write_or_print(out: Option<&Path>, text: &str) -> anyhow::Result<Vec<PathBuf>
     }
 }
 
+/// `render istio` / `render envoy-gateway`.
+fn render_mesh(
+    args: &RenderMesh,
+    render: fn(
+        &GatewayConfig,
+        &render::artifact::ModuleArtifact,
+        HeaderMode,
+    ) -> Result<String, mcpgate_config::ConfigError>,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let config = load_config(&args.config.config)?;
+    let target = config
+        .kubernetes_target()
+        .map_err(|e| anyhow::anyhow!("invalid gateway file: {e}"))?;
+    let wasm = args.wasm.as_ref().unwrap_or(&config.envoy.wasm_module);
+    let artifact = render::artifact::ModuleArtifact::resolve(&target, &args.oci_layout, wasm)?;
+    let text = render(&config, &artifact, args.header_mode.into())
+        .map_err(|e| anyhow::anyhow!("invalid gateway file: {e}"))?;
+    write_or_print(args.out.as_deref(), &text)
+}
+
 fn render(target: RenderTarget) -> anyhow::Result<()> {
     let written = match target {
         RenderTarget::Envoy(args) => render_envoy(&args)?,
+        RenderTarget::Istio(args) => render_mesh(&args, render::istio::render)?,
+        RenderTarget::EnvoyGateway(args) => render_mesh(&args, render::envoy_gateway::render)?,
     };
     for path in written {
         eprintln!("wrote {}", path.display());

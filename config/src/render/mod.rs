@@ -1,10 +1,19 @@
 //! Everything rendered from the one gateway file, one module per target:
 //!
 //! - [`envoy`]: mcpgate's own Envoy (a static bootstrap, or a bootstrap plus watched xDS files).
+//! - [`istio`]: an Istio mesh (`WasmPlugin`, Gateway API routes, the token service's `Service`).
+//! - [`envoy_gateway`]: Envoy Gateway (`EnvoyExtensionPolicy`, routes, `EnvoyPatchPolicy`).
 //!
-//! [`xds`] builds the Envoy resources the targets share.
+//! [`xds`] builds the Envoy resources the targets share, [`gateway_api`] the Kubernetes objects
+//! both Kubernetes targets share; [`artifact`] and [`oci_layout`] say where a mesh fetches the
+//! filter module and which SHA-256 it checks.
 
+pub mod artifact;
 pub mod envoy;
+pub mod envoy_gateway;
+pub mod gateway_api;
+pub mod istio;
+pub mod oci_layout;
 pub mod xds;
 
 use std::io::Write;

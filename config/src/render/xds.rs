@@ -47,6 +47,13 @@ pub fn filter_config_json(filter: &FilterConfig) -> Result<String, ConfigError> 
 pub enum WasmCode<'a> {
     /// A file on Envoy's machine.
     Local(&'a Path),
+    /// A URL the host fetches (Istio's agent fetches `oci://` and `http(s)://` ones itself, so
+    /// the cluster is a placeholder there), checked against `sha256`.
+    Remote {
+        uri: &'a str,
+        sha256: &'a str,
+        cluster: &'a str,
+    },
 }
 
 /// The `envoy.extensions.filters.http.wasm.v3.Wasm` message of the mcpgate filter.
@@ -54,6 +61,14 @@ pub fn wasm_filter(filter: &FilterConfig, code: WasmCode<'_>) -> Result<Value, C
     let configuration = filter_config_json(filter)?;
     let code = match code {
         WasmCode::Local(path) => json!({"local": {"filename": path.display().to_string()}}),
+        WasmCode::Remote {
+            uri,
+            sha256,
+            cluster,
+        } => json!({"remote": {
+            "http_uri": {"uri": uri, "cluster": cluster, "timeout": "30s"},
+            "sha256": sha256,
+        }}),
     };
     Ok(json!({
         "@type": WASM_TYPE_URL,
