@@ -1764,6 +1764,89 @@ routes:
         assert_eq!(err(&connect_segment).field, "routes[1].from");
     }
 
+    const KUBERNETES: &str = r#"
+authorization_server:
+  issuer: https://mcp.example.com
+  signing_key_file: key.pem
+token_service:
+  listen: 0.0.0.0:8080
+  database_url: sqlite://data/mcpgate.db?mode=rwc
+  users_file: users.yaml
+kubernetes:
+  filter:
+    image: registry.example.com/mcpgate/filter:1
+routes:
+  - from: https://mcp.example.com/everything
+    to: http://everything.tools.svc.cluster.local:3001/mcp
+    mcp: {server: {}}
+"#;
+
+    #[test]
+    fn kubernetes_target_derives_services_and_names_bad_fields() {
+        let config = GatewayConfig::from_yaml(KUBERNETES).expect("valid");
+        let t = config.kubernetes_target().expect("target");
+        assert_eq!(
+            t.backends[&0],
+            ServiceRef {
+                name: "everything".into(),
+                namespace: "tools".into(),
+                port: 3001
+            }
+        );
+        assert_eq!(
+            t.service_host(&t.token_service),
+            "mcpgate-token-service.mcpgate.svc.cluster.local"
+        );
+        assert_eq!((t.token_service.port, t.internal_port), (8080, 8081));
+        assert_eq!(t.gateway_namespace, "mcpgate");
+        let cases = [
+            (
+                "to: http://everything.tools.svc.cluster.local:3001/mcp",
+                "to: http://127.0.0.1:3001/mcp",
+                "routes[0].to",
+            ),
+            (
+                "to: http://everything.tools.svc.cluster.local:3001/mcp",
+                "to: https://everything.tools.svc:3001/mcp",
+                "routes[0].to",
+            ),
+            (
+                "from: https://mcp.example.com/everything",
+                "from: https://10.0.0.1/everything",
+                "routes[0].from",
+            ),
+            (
+                "listen: 0.0.0.0:8080",
+                "listen: 127.0.0.1:8080",
+                "token_service.listen",
+            ),
+            (
+                "    image: registry.example.com/mcpgate/filter:1",
+                "    image: filter",
+                "kubernetes.filter.image",
+            ),
+            (
+                "    image: registry.example.com/mcpgate/filter:1",
+                "    image: registry.example.com/f:1\n    url: https://x.example/f.wasm",
+                "kubernetes.filter",
+            ),
+            (
+                "kubernetes:\n",
+                "kubernetes:\n  namespace: Not_A_Label\n",
+                "kubernetes.namespace",
+            ),
+            (
+                "kubernetes:\n",
+                "kubernetes:\n  gateway: {name: public, listener: 'a b'}\n",
+                "kubernetes.gateway.listener",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let yaml = KUBERNETES.replace(from, to);
+            assert_eq!(err(&yaml).field, field, "{to}");
+        }
+    }
+
     #[test]
     fn static_clients_are_checked() {
         let with_client = |client: &str| {
