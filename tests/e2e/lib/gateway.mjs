@@ -1,8 +1,10 @@
 // Starts one complete mcpgate gateway for a test file, all on 127.0.0.1:
 //   the MCP reference server (server-everything, streamable HTTP),
 //   the token service (mcpgate-token-service serve) on SQLite in a fresh run directory,
-//   Envoy (.venv/bin/envoy, or Envoy 1.36 from .venv-envoy-1.36) with the bootstrap the token
-//   service CLI renders, loading the built filter.
+//   Envoy (.venv/bin/envoy, or Envoy 1.36 from .venv-envoy-1.36) loading the built filter, in one of
+//   three shapes: `envoy` (the bootstrap the token service CLI renders), `istio` (the filter as
+//   Istio delivers the rendered WasmPlugin, lib/istio.mjs) or `envoy-gateway` (as Envoy Gateway
+//   delivers the rendered EnvoyExtensionPolicy, lib/envoy-gateway.mjs).
 // By default two server routes, /a (routes[0], cluster mcp_route_0) and /b (routes[1], cluster
 // mcp_route_1), both in front of the one reference server. A test file may pass its own `routes`
 // (path, upstream 'everything' | 'recorder', upstreamPath, policy, maxRequestBytes, audit), which
@@ -17,6 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { fileURLToPath } from 'node:url';
+import YAML from 'yaml';
 import { startProcess, stopProcess, waitUntil, run, logTail } from './procs.mjs';
 import { freePorts, portOpen } from './net.mjs';
 import { makeTestCa } from './tls.mjs';
@@ -24,6 +27,8 @@ import { startRecorder } from './recorder.mjs';
 import { startUpstreamMcp } from './upstream-mcp.mjs';
 import { startClientApp } from './client-app.mjs';
 import { readBootstrap, writeBootstrap, mcpgateFilter } from './bootstrap.mjs';
+import { istioShape } from './istio.mjs';
+import { envoyGatewayShape } from './envoy-gateway.mjs';
 
 export const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO_ROOT = path.resolve(E2E_DIR, '..', '..');
@@ -45,9 +50,17 @@ export const ENVOY_VERSIONS = Object.freeze({
   '1.40': path.join(REPO_ROOT, '.venv', 'bin', 'envoy'),
   '1.36': path.join(REPO_ROOT, '.venv-envoy-1.36', 'bin', 'envoy'),
 });
-export const SHAPES = Object.freeze(['envoy']);
+export const SHAPES = Object.freeze(['envoy', 'istio', 'envoy-gateway']);
 const WASM_MODULE = process.env.MCPGATE_WASM_MODULE
   ?? path.join(REPO_ROOT, 'target', 'wasm32-wasip1', 'release', 'mcpgate_filter.wasm');
+// The filter's OCI image layout, the mesh shapes' registry: by default written for each run by
+// scripts/oci-image.sh from the module under test (deterministic: the same module, the same digest).
+const WASM_OCI_LAYOUT = process.env.MCPGATE_WASM_OCI_LAYOUT;
+// Where the mesh shapes' rendered gateway runs: the token service's namespace, the Gateway, the
+// reference the image would be pushed to (its tag is whatever the layout holds).
+const KUBERNETES_NAMESPACE = 'mcpgate';
+const MESH_GATEWAYS = { istio: { name: 'mcpgate', namespace: 'istio-ingress' }, 'envoy-gateway': { name: 'eg', namespace: 'envoy-gateway' } };
+const FILTER_IMAGE = 'registry.mcpgate.test/mcpgate/filter:e2e';
 
 /** The Envoy binary for a version ('1.40', '1.36'); without one, $MCPGATE_ENVOY_BIN or 1.40. */
 function envoyBinary(version) {
@@ -77,7 +90,14 @@ function yamlString(value) {
   return JSON.stringify(String(value));
 }
 
-function gatewayYaml(g) {
+/**
+ * The gateway file. With `kubernetes` (the mesh shapes' rendering input, never served from), the
+ * same gateway as a cluster would run it: the token service listening on all interfaces, every
+ * route's upstream a Service (`http://<name>.<namespace>.svc.cluster.local:<port>`), and the
+ * `kubernetes` block the render targets read.
+ */
+function gatewayYaml(g, kubernetes) {
+  const bind = kubernetes ? '0.0.0.0' : '127.0.0.1';
   const lines = [
     '# Written by tests/e2e/lib/gateway.mjs for one test file.',
     'authorization_server:',
@@ -89,8 +109,8 @@ function gatewayYaml(g) {
     '    allow_private_addresses: true',
     `    extra_root_certificates: [${yamlString(g.tls.caCert)}]`,
     'token_service:',
-    `  listen: 127.0.0.1:${g.ports.tokenService}`,
-    `  internal_listen: 127.0.0.1:${g.ports.internal}`,
+    `  listen: ${bind}:${g.ports.tokenService}`,
+    `  internal_listen: ${bind}:${g.ports.internal}`,
     `  upstream_token_key_file: ${yamlString(g.paths.upstreamTokenKey)}`,
     `  database_url: ${yamlString(`sqlite://${g.paths.database}?mode=rwc`)}`,
     `  users_file: ${yamlString(g.paths.users)}`,
@@ -120,15 +140,17 @@ function gatewayYaml(g) {
       if (r.upstreamOAuth2) server.upstream_oauth2 = upstreamOAuth2Config(r);
       mcp = { server };
     }
+    const host = kubernetes ? `${r.upstream}-${r.index}.${KUBERNETES_NAMESPACE}.svc.cluster.local` : '127.0.0.1';
     lines.push(
       `  - from: ${yamlString(r.url)}`,
-      `    to: ${yamlString(`http://127.0.0.1:${port}${r.upstreamPath}`)}`,
+      `    to: ${yamlString(`http://${host}:${port}${r.upstreamPath}`)}`,
       `    name: ${yamlString(r.name)}`,
       `    mcp: ${JSON.stringify(mcp)}`,
     );
     if (r.description !== undefined) lines.push(`    description: ${yamlString(r.description)}`);
     if (r.policy !== undefined) lines.push(`    policy: ${JSON.stringify(r.policy)}`);
   }
+  if (kubernetes) lines.push(`kubernetes: ${JSON.stringify(kubernetes)}`);
   return lines.join('\n') + '\n';
 }
 
@@ -331,17 +353,64 @@ export class Gateway {
   /**
    * Rewrites envoy.yaml for the shape. `envoy` keeps the rendered bootstrap; with the `headerMode`
    * option ('hold_headers' | 'hold_body') the filter gets that mode and Envoy the matching
-   * allow_on_headers_stop_iteration.
+   * allow_on_headers_stop_iteration. `istio` and `envoy-gateway` render their Kubernetes manifests
+   * and deliver the filter as those control planes do (`gw.istio`, `gw.envoyGateway`).
    */
   async applyShape() {
-    if (this.options.headerMode === undefined) return;
+    if (this.shape === 'envoy' && this.options.headerMode === undefined) return;
     const bootstrap = readBootstrap(this.paths.envoyConfig);
-    const wasm = mcpgateFilter(bootstrap).typed_config.config;
-    const config = JSON.parse(wasm.configuration.value);
-    config.header_mode = this.options.headerMode;
-    wasm.configuration.value = JSON.stringify(config);
-    wasm.allow_on_headers_stop_iteration = this.options.headerMode === 'hold_headers';
+    if (this.shape === 'envoy') {
+      const wasm = mcpgateFilter(bootstrap).typed_config.config;
+      const config = JSON.parse(wasm.configuration.value);
+      config.header_mode = this.options.headerMode;
+      wasm.configuration.value = JSON.stringify(config);
+      wasm.allow_on_headers_stop_iteration = this.options.headerMode === 'hold_headers';
+    } else {
+      if (this.options.headerMode !== undefined) throw new Error(`the ${this.shape} shape takes the header mode its rendering sets`);
+      this.paths.ociLayout = WASM_OCI_LAYOUT ?? await this.buildOciImage();
+      this.manifests = await this.renderManifests();
+      const dir = path.join(this.dir, this.shape);
+      if (this.shape === 'istio') {
+        this.istio = istioShape(bootstrap, { manifests: this.manifests, layout: this.paths.ociLayout, dir });
+        this.filterConfig = this.istio.filterConfig;
+      } else {
+        this.envoyGateway = await envoyGatewayShape(bootstrap, {
+          manifests: this.manifests, layout: this.paths.ociLayout, wasmModule: WASM_MODULE, dir, tls: this.tls,
+          logFile: path.join(this.paths.logs, 'envoy-gateway-wasm-cache.log'),
+        });
+        this.filterConfig = this.envoyGateway.filterConfig;
+      }
+    }
     writeBootstrap(this.paths.envoyConfig, bootstrap);
+  }
+
+  /** The module under test as an OCI image layout in the run directory (scripts/oci-image.sh). */
+  async buildOciImage() {
+    const layout = path.join(this.dir, 'oci-layout');
+    const r = await run(path.join(REPO_ROOT, 'scripts', 'oci-image.sh'), [WASM_MODULE, layout], { timeoutMs: 120_000 });
+    if (r.code !== 0) throw new Error(`scripts/oci-image.sh failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+    return layout;
+  }
+
+  /**
+   * `render <shape>` of the Kubernetes version of the gateway file (gateway.<shape>.yaml), with
+   * the filter's OCI image layout: the Kubernetes objects it writes, parsed.
+   */
+  async renderManifests() {
+    const kubernetes = {
+      namespace: KUBERNETES_NAMESPACE,
+      gateway: MESH_GATEWAYS[this.shape],
+      filter: this.options.filterUrl ? { url: this.options.filterUrl } : { image: FILTER_IMAGE },
+    };
+    this.paths.meshConfig = path.join(this.dir, `gateway.${this.shape}.yaml`);
+    fs.writeFileSync(this.paths.meshConfig, gatewayYaml(this, kubernetes));
+    this.paths.manifests = path.join(this.dir, `${this.shape}.rendered.yaml`);
+    const r = await run(this.bin, ['render', this.shape, '--config', this.paths.meshConfig, '--out', this.paths.manifests,
+      '--oci-layout', this.paths.ociLayout, '--wasm', WASM_MODULE], { timeoutMs: 60_000, env: this.env });
+    if (r.code !== 0 || !fs.existsSync(this.paths.manifests)) {
+      throw new Error(`mcpgate-token-service render ${this.shape} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+    }
+    return YAML.parseAllDocuments(fs.readFileSync(this.paths.manifests, 'utf8')).map((d) => d.toJS()).filter(Boolean);
   }
 
   async startTokenService() {
@@ -439,6 +508,7 @@ export class Gateway {
     // Envoy first, so no request reaches a stopped backend; then the backends.
     await stopProcess(this.procs.envoy);
     await Promise.all([
+      this.envoyGateway?.cache.stop(),
       stopProcess(this.procs.tokenService), stopProcess(this.procs.everything), this.recorder?.stop(),
       ...(this.routes ?? []).map((r) => r.mcpServer?.stop()),
       ...(this.routes ?? []).map((r) => r.app?.stop()),

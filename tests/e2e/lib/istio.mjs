@@ -1,0 +1,188 @@
+// Envoy configured the way Istio delivers a WasmPlugin to a gateway, with no Kubernetes: what istiod
+// builds from the rendered WasmPlugin, what the istio-agent beside Envoy turns it into, and the
+// listener that asks for it by ECDS.
+//
+// istiod (pilot/pkg/model/extensions.go, pilot/pkg/networking/core/extension/wasmplugin.go):
+//   - the HTTP filter is `{name: extensions.istio.io/wasmplugin/<ns>.<name>, config_discovery}`
+//     whose config source has an initial fetch timeout of 0s (the listener waits for the plugin)
+//     and whose type URLs are the Wasm filter's and the RBAC filter's (the agent's stand-in);
+//   - the TypedExtensionConfig under that name holds a Wasm filter whose PluginConfig has
+//     name `<ns>.<name>`, root_id = pluginName, configuration = pluginConfig as JSON in a
+//     google.protobuf.StringValue, vm_config {runtime v8, code.remote {http_uri oci://…, sha256},
+//     environment_variables {key_values with the plugin's resource version, host_env_keys from
+//     vmConfig.env entries with valueFrom HOST}}, and failure_policy mapped from failStrategy
+//     (FAIL_CLOSE → FAIL_CLOSED, FAIL_OPEN → FAIL_OPEN, FAIL_RELOAD → FAIL_RELOAD); no
+//     allow_on_headers_stop_iteration, which a WasmPlugin cannot set.
+// istio-agent (pkg/wasm/convert.go, cache.go, imagefetcher.go), on every ECDS update:
+//   - pulls the image, compares its manifest digest with `sha256`, writes the module to its cache
+//     (`<cache>/<sha256 of the image name>/<digest>.wasm`) and points code at that local file;
+//   - strips the ISTIO_META_* keys it read from the VM's environment;
+//   - on a failed pull, sends Envoy an RBAC filter under the same name instead: deny-all, or
+//     allow-all when the plugin fails open.
+// Here ECDS comes from a file (path_config_source) instead of istiod's ADS stream, and the image
+// from the OCI layout the build writes instead of a registry; the rest of the listener is
+// mcpgate's own rendering, with the call-out clusters renamed as the pluginConfig names them
+// (Istio's `outbound|<port>||<host>`).
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { pullWasmImage, sha256Hex } from './oci.mjs';
+import { replaceMcpgateFilter, renameCluster, renderedFilterConfig } from './bootstrap.mjs';
+
+const WASM_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm';
+const RBAC_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC';
+const TYPED_EXTENSION_CONFIG = 'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig';
+const STRING_VALUE = 'type.googleapis.com/google.protobuf.StringValue';
+const META_PREFIX = 'ISTIO_META_';
+const RESOURCE_VERSION_ENV = 'ISTIO_META_WASM_PLUGIN_RESOURCE_VERSION';
+const PULL_POLICY_ENV = 'ISTIO_META_WASM_IMAGE_PULL_POLICY';
+const FAILURE_POLICY = { FAIL_CLOSE: 'FAIL_CLOSED', FAIL_OPEN: 'FAIL_OPEN', FAIL_RELOAD: 'FAIL_RELOAD' };
+
+/**
+ * JSON as istiod writes a google.protobuf.Struct (jsonpb): compact, object keys sorted at every
+ * depth, numbers as doubles.
+ */
+export function structJson(value) {
+  const sort = (v) => {
+    if (Array.isArray(v)) return v.map(sort);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sort(v[k])]));
+    return v;
+  };
+  return JSON.stringify(sort(value));
+}
+
+/** The one WasmPlugin among the rendered manifests. */
+export function wasmPluginOf(manifests) {
+  const plugins = manifests.filter((m) => m?.kind === 'WasmPlugin' && String(m.apiVersion).startsWith('extensions.istio.io/'));
+  if (plugins.length !== 1) throw new Error(`expected one rendered WasmPlugin, found ${plugins.length}`);
+  return plugins[0];
+}
+
+/** ECDS resource name, HTTP filter name and PluginConfig name istiod gives a WasmPlugin. */
+export function istioNames(plugin) {
+  const qualified = `${plugin.metadata.namespace ?? 'default'}.${plugin.metadata.name}`;
+  return { resourceName: `extensions.istio.io/wasmplugin/${qualified}`, pluginName: qualified };
+}
+
+/** What istiod sends for the WasmPlugin: the TypedExtensionConfig (remote code, agent hints). */
+export function istiodExtensionConfig(plugin, resourceVersion) {
+  const spec = plugin.spec;
+  const { resourceName, pluginName } = istioNames(plugin);
+  const url = /^[a-z]+:\/\//.test(spec.url) ? spec.url : `oci://${spec.url}`;
+  const code = url.startsWith('file://')
+    ? { local: { filename: url.slice('file://'.length) } }
+    : { remote: { http_uri: { uri: url, timeout: '30s', cluster: '_' }, sha256: spec.sha256 ?? '' } };
+  const keyValues = { [RESOURCE_VERSION_ENV]: resourceVersion };
+  if (spec.imagePullPolicy && spec.imagePullPolicy !== 'UNSPECIFIED_POLICY') keyValues[PULL_POLICY_ENV] = spec.imagePullPolicy;
+  const hostEnvKeys = [];
+  for (const e of spec.vmConfig?.env ?? []) {
+    if (e.valueFrom === 'HOST') hostEnvKeys.push(e.name);
+    else keyValues[e.name] = e.value ?? '';
+  }
+  const config = {
+    name: pluginName,
+    root_id: spec.pluginName ?? '',
+    vm_config: {
+      runtime: 'envoy.wasm.runtime.v8',
+      code,
+      environment_variables: { key_values: keyValues, ...(hostEnvKeys.length > 0 ? { host_env_keys: hostEnvKeys } : {}) },
+    },
+  };
+  if (spec.pluginConfig && Object.keys(spec.pluginConfig).length > 0) {
+    config.configuration = { '@type': STRING_VALUE, value: structJson(spec.pluginConfig) };
+  }
+  const failurePolicy = FAILURE_POLICY[spec.failStrategy];
+  if (failurePolicy) config.failure_policy = failurePolicy;
+  return { '@type': TYPED_EXTENSION_CONFIG, name: resourceName, typed_config: { '@type': WASM_TYPE, config } };
+}
+
+/** The RBAC filter the agent substitutes when it cannot fetch the module. */
+function rbacStandIn(name, failOpen) {
+  const rbac = failOpen
+    ? { '@type': RBAC_TYPE, rules_stat_prefix: 'wasm-default-allow' }
+    : { '@type': RBAC_TYPE, rules: {}, rules_stat_prefix: 'wasm-default-deny' };
+  return { '@type': TYPED_EXTENSION_CONFIG, name, typed_config: rbac };
+}
+
+/**
+ * What the agent hands Envoy for istiod's `extensionConfig`: the module pulled from `layout`
+ * into `cacheDir`, code rewritten to that file, ISTIO_META_* keys stripped; or, when the pull
+ * fails, the RBAC stand-in. Returns {extensionConfig, modulePath?, pullError?}.
+ */
+export function agentRewrite(extensionConfig, { layout, cacheDir }) {
+  const out = structuredClone(extensionConfig);
+  const config = out.typed_config.config;
+  const vm = config.vm_config;
+  const remote = vm.code.remote;
+  if (!remote) return { extensionConfig: out };
+  const env = vm.environment_variables;
+  if (env) {
+    for (const k of Object.keys(env.key_values ?? {})) if (k.startsWith(META_PREFIX)) delete env.key_values[k];
+    if (Object.keys(env.key_values ?? {}).length === 0) {
+      if ((env.host_env_keys ?? []).length === 0) delete vm.environment_variables;
+      else delete env.key_values;
+    }
+  }
+  const url = remote.http_uri.uri;
+  try {
+    const image = pullWasmImage(layout, url);
+    const expected = remote.sha256 === 'nil' ? '' : remote.sha256;
+    if (expected && expected !== image.manifestDigest) {
+      throw new Error(`module downloaded from ${url} has checksum ${image.manifestDigest}, which does not match: ${expected}`);
+    }
+    const dir = path.join(cacheDir, sha256Hex(image.reference.name));
+    fs.mkdirSync(dir, { recursive: true });
+    const modulePath = path.join(dir, `${image.manifestDigest}.wasm`);
+    fs.writeFileSync(modulePath, image.module);
+    vm.code = { local: { filename: modulePath } };
+    return { extensionConfig: out, modulePath, image };
+  } catch (e) {
+    const failOpen = config.failure_policy ? config.failure_policy === 'FAIL_OPEN' : Boolean(config.fail_open);
+    return { extensionConfig: rbacStandIn(out.name, failOpen), pullError: e.message };
+  }
+}
+
+/**
+ * Turns mcpgate's own bootstrap into the Istio shape, in place. `manifests`: the rendered
+ * Kubernetes objects; `layout`: the filter's OCI image layout; `dir`: where the ECDS files and the
+ * agent's module cache go. Returns what the suite may check: {plugin, names, filterConfig,
+ * extensionConfig (what Envoy got), istiod (what istiod sent), modulePath, pullError, ecdsFile}.
+ */
+export function istioShape(bootstrap, { manifests, layout, dir }) {
+  const plugin = wasmPluginOf(manifests);
+  const names = istioNames(plugin);
+  const filterConfig = plugin.spec.pluginConfig;
+  fs.mkdirSync(dir, { recursive: true });
+
+  // A Kubernetes resourceVersion: opaque, changes with every update of the object.
+  const resourceVersion = String(crypto.randomInt(100_000, 999_999));
+  const istiod = istiodExtensionConfig(plugin, resourceVersion);
+  const agent = agentRewrite(istiod, { layout, cacheDir: path.join(dir, 'wasm-cache') });
+  const ecdsFile = path.join(dir, 'ecds.json');
+  // Kept beside what Envoy reads, to compare what the agent changed.
+  fs.writeFileSync(path.join(dir, 'istiod-ecds.json'), JSON.stringify({ version_info: resourceVersion, resources: [istiod] }, null, 1));
+  fs.writeFileSync(ecdsFile, JSON.stringify({ version_info: resourceVersion, resources: [agent.extensionConfig] }, null, 1));
+
+  // Same address, Istio's names: the clusters the filter's call-outs use.
+  const rendered = renderedFilterConfig(bootstrap);
+  renameCluster(bootstrap, rendered.token_service_cluster, filterConfig.token_service_cluster);
+  if (rendered.internal_cluster) renameCluster(bootstrap, rendered.internal_cluster, filterConfig.internal_cluster);
+  // xDS subscriptions need a node; Istio names a gateway's `router~<ip>~<pod>.<ns>~<ns>.svc.cluster.local`.
+  const namespace = plugin.metadata.namespace ?? 'default';
+  bootstrap.node = { id: `router~127.0.0.1~mcpgate-gateway.${namespace}~${namespace}.svc.cluster.local`, cluster: `mcpgate-gateway.${namespace}` };
+  replaceMcpgateFilter(bootstrap, {
+    name: names.resourceName,
+    config_discovery: {
+      config_source: {
+        path_config_source: { path: ecdsFile },
+        initial_fetch_timeout: '0s',
+        resource_api_version: 'V3',
+      },
+      type_urls: [WASM_TYPE, RBAC_TYPE],
+    },
+  });
+  return {
+    plugin, names, filterConfig, istiod, extensionConfig: agent.extensionConfig,
+    modulePath: agent.modulePath, image: agent.image, pullError: agent.pullError, ecdsFile,
+  };
+}

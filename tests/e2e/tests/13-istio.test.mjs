@@ -1,0 +1,6 @@
+// The filter delivered the way Istio delivers the rendered WasmPlugin (lib/istio.mjs: by ECDS from a
+// file, its TypedExtensionConfig built as istiod and the istio-agent build it, the module pulled
+// from the filter's OCI image), on Envoy 1.36 and 1.40: the suite of lib/shape-suite.mjs.
+import { shapeSuite } from '../lib/shape-suite.mjs';
+
+shapeSuite('istio', { file: '13-istio' });
