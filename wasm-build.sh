@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Build the mcpgate proxy-wasm filter for Envoy/Istio: target/wasm32-wasip1/release/mcpgate_filter.wasm
+# `./wasm-build.sh --oci` also writes it as an OCI image layout (target/oci/mcpgate-filter, see
+# scripts/oci-image.sh) and prints the image's digest, which `render istio|envoy-gateway` reads.
 #
 # wasm32-wasip1, not wasm32-unknown-unknown: with jwt-simple's pure-Rust crypto the latter imports
 # wasm-bindgen functions that Envoy refuses to load.
@@ -20,6 +22,14 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
+
+oci=false
+for arg in "$@"; do
+    case "$arg" in
+        --oci) oci=true ;;
+        *) echo "usage: ./wasm-build.sh [--oci]" >&2; exit 2 ;;
+    esac
+done
 
 target=wasm32-wasip1
 if command -v rustup >/dev/null 2>&1; then
@@ -62,3 +72,6 @@ mv -f "$module.tmp" "$module"
 bytes="$(wc -c <"$module" | tr -d ' ')"
 echo "$module"
 echo "size: $bytes bytes ($(( (bytes + 999) / 1000 )) KB; cargo's: $(wc -c <"$built" | tr -d ' ') bytes)"
+if $oci; then
+    "$root/scripts/oci-image.sh" "$module"
+fi

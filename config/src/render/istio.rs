@@ -9,6 +9,7 @@
 //!   public port (the internal port is never routed), each gateway route to its Service;
 //! - a `ConfigMap` for the Gateway's `infrastructure.parametersRef` that gives the gateway's
 //!   `istio-proxy` container `MCPGATE_INTERNAL_API_SECRET` from a Secret;
+//! - an `EnvoyFilter` raising the connection buffer limits to what the filter holds;
 //! - the filter: a `WasmPlugin` on the Gateway, `header_mode: hold_body` (a `WasmPlugin` cannot
 //!   set `allow_on_headers_stop_iteration`). With [`HeaderMode::HoldHeaders`] an `EnvoyFilter`
 //!   replaces it: the same module by ECDS, with the flag set.
@@ -26,6 +27,8 @@ use crate::{paths, ConfigError, GatewayConfig, HeaderMode};
 
 /// The `WasmPlugin` (or `EnvoyFilter`) name, in the Gateway's namespace.
 pub const PLUGIN_NAME: &str = "mcpgate";
+/// The `EnvoyFilter` raising the connection buffer limits.
+pub const BUFFER_LIMITS_NAME: &str = "mcpgate-buffer-limits";
 /// The `ConfigMap` the Gateway's `infrastructure.parametersRef` names.
 pub const PROXY_OPTIONS_CONFIG_MAP: &str = "mcpgate-gateway-proxy";
 
@@ -51,6 +54,10 @@ pub fn render(
             .map(|r| r.value),
     );
     objects.push(proxy_options(&t)?);
+    objects.push(buffer_limits(
+        &t,
+        xds::buffer_limit(&config.server_routes()?),
+    ));
     let host = t.service_host(&t.token_service);
     let filter = gateway_api::filter_config(
         config,
@@ -83,6 +90,40 @@ pub fn render(
         paths::INTERNAL_SECRET_ENV,
     );
     gateway_api::documents(&header, &objects)
+}
+
+/// The connection buffer limits the filter needs (it holds whole request bodies and JSON list
+/// answers), on the Gateway's listeners and on the clusters of the Services it routes to:
+/// Envoy's default of 1 MiB (32 KiB with Istio's edge connection profile) would reset those
+/// streams before the filter's own limits answer with a clear error.
+fn buffer_limits(t: &KubernetesTarget, limit: usize) -> Value {
+    let mut patches = vec![json!({
+        "applyTo": "LISTENER",
+        "match": {"context": "GATEWAY"},
+        "patch": {"operation": "MERGE", "value": {"per_connection_buffer_limit_bytes": limit}},
+    })];
+    let services: std::collections::BTreeSet<(String, u16)> = t
+        .backends
+        .values()
+        .chain(std::iter::once(&t.token_service))
+        .map(|s| (t.service_host(s), s.port))
+        .collect();
+    for (host, port) in services {
+        patches.push(json!({
+            "applyTo": "CLUSTER",
+            "match": {"context": "GATEWAY", "cluster": {"service": host, "portNumber": port}},
+            "patch": {"operation": "MERGE", "value": {"per_connection_buffer_limit_bytes": limit}},
+        }));
+    }
+    json!({
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": metadata(BUFFER_LIMITS_NAME, &t.gateway_namespace),
+        "spec": {
+            "targetRefs": [gateway_api::gateway_target_ref(t)],
+            "configPatches": patches,
+        },
+    })
 }
 
 /// Deployment overlay for the Gateway's generated proxy: the internal API secret from a Secret.
