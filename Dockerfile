@@ -13,6 +13,9 @@ COPY --from=build /src/target/release/mcpgate-token-service /usr/local/bin/
 ENTRYPOINT ["mcpgate-token-service"]
 CMD ["serve", "--config", "/etc/mcpgate/gateway.yaml"]
 
-# The filter module alone, for an Envoy image to mount or an OCI Wasm registry (Istio WasmPlugin).
+# The filter module alone, as the single-layer Wasm image Istio and Envoy Gateway pull
+# (plugin.wasm at the root). scripts/oci-image.sh (./wasm-build.sh --oci) writes the same format
+# reproducibly, without a Docker engine; when pushing this image instead, give `render istio` /
+# `render envoy-gateway` its manifest digest with --sha256.
 FROM scratch AS filter
 COPY --from=build /src/target/wasm32-wasip1/release/mcpgate_filter.wasm /plugin.wasm

@@ -101,6 +101,10 @@ pub struct RenderMesh {
     /// Default: `envoy.wasm_module`.
     #[arg(long, value_name = "FILE")]
     pub wasm: Option<PathBuf>,
+    /// Use this digest instead of reading --oci-layout or --wasm: the image's manifest digest
+    /// (an image pushed by other means), or the module's SHA-256 for a URL source.
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
     /// How the filter holds a request while it reads the body. `hold_headers` needs the Envoy
     /// flag neither WasmPlugin nor EnvoyExtensionPolicy can set, so it renders an EnvoyFilter
     /// (Istio) or an EnvoyPatchPolicy patch (Envoy Gateway) that sets it.
@@ -271,7 +275,10 @@ fn render_mesh(
         .kubernetes_target()
         .map_err(|e| anyhow::anyhow!("invalid gateway file: {e}"))?;
     let wasm = args.wasm.as_ref().unwrap_or(&config.envoy.wasm_module);
-    let artifact = render::artifact::ModuleArtifact::resolve(&target, &args.oci_layout, wasm)?;
+    let artifact = match &args.sha256 {
+        Some(sha256) => render::artifact::ModuleArtifact::with_sha256(&target, sha256)?,
+        None => render::artifact::ModuleArtifact::resolve(&target, &args.oci_layout, wasm)?,
+    };
     let text = render(&config, &artifact, args.header_mode.into())
         .map_err(|e| anyhow::anyhow!("invalid gateway file: {e}"))?;
     write_or_print(args.out.as_deref(), &text)
@@ -357,5 +364,70 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn render_targets_parse() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(
+                std::iter::once("mcpgate-token-service").chain(args.iter().copied()),
+            )
+        };
+        match parse(&["render", "envoy", "--config", "g.yaml", "--out-dir", "xds"])
+            .expect("parses")
+            .command
+        {
+            Command::Render {
+                target: RenderTarget::Envoy(a),
+            } => assert_eq!(a.out_dir, Some(PathBuf::from("xds"))),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(&[
+            "render",
+            "envoy",
+            "--config",
+            "g",
+            "--out",
+            "f",
+            "--out-dir",
+            "d"
+        ])
+        .is_err());
+        match parse(&[
+            "render",
+            "istio",
+            "--config",
+            "g.yaml",
+            "--header-mode",
+            "hold_headers",
+        ])
+        .expect("parses")
+        .command
+        {
+            Command::Render {
+                target: RenderTarget::Istio(a),
+            } => {
+                assert_eq!(HeaderMode::from(a.header_mode), HeaderMode::HoldHeaders);
+                assert_eq!(a.oci_layout, PathBuf::from("target/oci/mcpgate-filter"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse(&["render", "envoy-gateway", "--config", "g.yaml"])
+            .expect("parses")
+            .command
+        {
+            Command::Render {
+                target: RenderTarget::EnvoyGateway(a),
+            } => assert_eq!(HeaderMode::from(a.header_mode), HeaderMode::HoldBody),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(&[
+            "envoy-bootstrap",
+            "--config",
+            "g.yaml",
+            "--out",
+            "envoy.yaml"
+        ])
+        .is_ok());
     }
 }

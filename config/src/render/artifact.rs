@@ -48,8 +48,32 @@ impl ModuleArtifact {
     }
 }
 
+impl ModuleArtifact {
+    /// The artifact `kubernetes.filter` names, with a digest the operator took from elsewhere
+    /// (an image built and pushed by other means): hex SHA-256, of the manifest for an image, of
+    /// the `.wasm` for a URL.
+    pub fn with_sha256(target: &KubernetesTarget, sha256: &str) -> Result<Self, ArtifactError> {
+        let hex = sha256.strip_prefix("sha256:").unwrap_or(sha256);
+        if hex.len() != 64 || !hex.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+            return Err(ArtifactError::Digest(sha256.to_string()));
+        }
+        Ok(match &target.module {
+            ModuleLocation::Image(url) => Self::Image {
+                url: url.clone(),
+                sha256: hex.to_string(),
+            },
+            ModuleLocation::Url(url) => Self::Http {
+                url: url.clone(),
+                sha256: hex.to_string(),
+            },
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
+    #[error("--sha256 {0:?} is not a SHA-256 digest: 64 lower-case hex digits, optionally after sha256:")]
+    Digest(String),
     #[error(transparent)]
     Layout(#[from] OciLayoutError),
     #[error("cannot read the filter module {}: {source} (build it with ./wasm-build.sh)", path.display())]
