@@ -143,25 +143,36 @@ export function agentRewrite(extensionConfig, { layout, cacheDir }) {
 }
 
 /**
+ * One ECDS update, as istiod sends it for `plugin` and the agent forwards it: writes what istiod
+ * sent (`istiod-ecds.json`) and what Envoy gets (`ecds.json`, replaced by a rename: Envoy watches
+ * the file for moves). Returns {istiod, extensionConfig, modulePath?, image?, pullError?}.
+ */
+function deliver(plugin, { layout, dir, ecdsFile }) {
+  // A Kubernetes resourceVersion: opaque, changes with every update of the object.
+  const resourceVersion = String(crypto.randomInt(100_000, 999_999));
+  const istiod = istiodExtensionConfig(plugin, resourceVersion);
+  const agent = agentRewrite(istiod, { layout, cacheDir: path.join(dir, 'wasm-cache') });
+  fs.writeFileSync(path.join(dir, 'istiod-ecds.json'), JSON.stringify({ version_info: resourceVersion, resources: [istiod] }, null, 1));
+  const tmp = `${ecdsFile}.${resourceVersion}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify({ version_info: resourceVersion, resources: [agent.extensionConfig] }, null, 1));
+  fs.renameSync(tmp, ecdsFile);
+  return { istiod, ...agent };
+}
+
+/**
  * Turns mcpgate's own bootstrap into the Istio shape, in place. `manifests`: the rendered
  * Kubernetes objects; `layout`: the filter's OCI image layout; `dir`: where the ECDS files and the
  * agent's module cache go. Returns what the suite may check: {plugin, names, filterConfig,
- * extensionConfig (what Envoy got), istiod (what istiod sent), modulePath, pullError, ecdsFile}.
+ * istiod (what istiod sent), extensionConfig (what Envoy got), modulePath, image, pullError,
+ * ecdsFile, deliver(plugin) (a later update of the WasmPlugin, delivered to the running Envoy)}.
  */
 export function istioShape(bootstrap, { manifests, layout, dir }) {
   const plugin = wasmPluginOf(manifests);
   const names = istioNames(plugin);
   const filterConfig = plugin.spec.pluginConfig;
   fs.mkdirSync(dir, { recursive: true });
-
-  // A Kubernetes resourceVersion: opaque, changes with every update of the object.
-  const resourceVersion = String(crypto.randomInt(100_000, 999_999));
-  const istiod = istiodExtensionConfig(plugin, resourceVersion);
-  const agent = agentRewrite(istiod, { layout, cacheDir: path.join(dir, 'wasm-cache') });
   const ecdsFile = path.join(dir, 'ecds.json');
-  // Kept beside what Envoy reads, to compare what the agent changed.
-  fs.writeFileSync(path.join(dir, 'istiod-ecds.json'), JSON.stringify({ version_info: resourceVersion, resources: [istiod] }, null, 1));
-  fs.writeFileSync(ecdsFile, JSON.stringify({ version_info: resourceVersion, resources: [agent.extensionConfig] }, null, 1));
+  const first = deliver(plugin, { layout, dir, ecdsFile });
 
   // Same address, Istio's names: the clusters the filter's call-outs use.
   const rendered = renderedFilterConfig(bootstrap);
@@ -182,7 +193,7 @@ export function istioShape(bootstrap, { manifests, layout, dir }) {
     },
   });
   return {
-    plugin, names, filterConfig, istiod, extensionConfig: agent.extensionConfig,
-    modulePath: agent.modulePath, image: agent.image, pullError: agent.pullError, ecdsFile,
+    plugin, names, filterConfig, ecdsFile, ...first,
+    deliver: (updated) => deliver(updated, { layout, dir, ecdsFile }),
   };
 }

@@ -26,6 +26,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { startGateway, USER } from './gateway.mjs';
+import { waitUntil, isRunning } from './procs.mjs';
 import { startGitHubProvider } from './github-provider.mjs';
 import { Browser, CallbackServer } from './browser.mjs';
 import { E2EOAuthProvider, recordingFetch } from './provider.mjs';
@@ -468,6 +469,40 @@ function suiteOn(shape, version, runName) {
     assert.deepEqual(gw.recorder.requests.map((r) => r.text), [allowed(101)], 'only stream A\'s body reached the server');
     assert.deepEqual(gw.recorder.arrivalsWithBody.map((a) => a.bodyBytes), [Buffer.byteLength(allowed(101))], 'no byte of stream B\'s body');
   });
+
+  // -------------------------------------------------------------------------------------------
+  // Istio: a WasmPlugin update reaches the running Envoy; a module the agent cannot verify fails closed
+
+  if (shape === 'istio') {
+    test('a WasmPlugin update whose sha256 the image does not match: the agent\'s deny-all stand-in answers, nothing reaches the MCP server; the right digest brings the filter back; Envoy never restarts', { timeout: 60_000 }, async (t) => {
+      const envoy = gw.procs.envoy;
+      const wrong = structuredClone(gw.istio.plugin);
+      wrong.spec.sha256 = sha256Hex('not the filter image');
+      const update = gw.istio.deliver(wrong);
+      assert.match(update.pullError ?? '', /does not match/, 'the agent refuses the image');
+      assert.match(update.extensionConfig.typed_config['@type'], /rbac\.v3\.RBAC$/, 'and sends its RBAC stand-in under the same name');
+      let res;
+      await waitUntil('the stand-in in force', async () => {
+        gw.recorder.clear();
+        res = await send(gw, { path: '/h', token: hostileToken, body: allowed() });
+        return res.status !== 200;
+      }, { timeoutMs: 15_000, intervalMs: 200 });
+      assert.equal(res.status, 403, `the stand-in denies (the plugin does not fail open): ${show(res)}`);
+      await sleep(50);
+      assert.deepEqual(gw.recorder.arrivals, [], 'nothing reached the MCP server, not even headers');
+
+      const restored = gw.istio.deliver(gw.istio.plugin);
+      assert.equal(restored.pullError, undefined, 'the agent pulls the right image');
+      await waitUntil('the filter back', async () => {
+        res = await send(gw, { path: '/h', token: hostileToken, body: allowed() });
+        return res.status === 200;
+      }, { timeoutMs: 15_000, intervalMs: 200 });
+      assert.equal(res.json?.result?.content?.[0]?.text, 'recorder called "echo"', `allowed calls pass again: ${show(res)}`);
+      await expectDenied('admin_reset after the update', { body: denied() });
+      assert.ok(isRunning(envoy) && gw.procs.envoy === envoy, 'the same Envoy process throughout');
+      t.diagnostic(`agent: ${update.pullError}`);
+    });
+  }
 
   // -------------------------------------------------------------------------------------------
 
