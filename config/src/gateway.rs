@@ -228,8 +228,8 @@ pub struct KubernetesSettings {
     /// The Gateway API `Gateway` the routes attach to and the filter is applied on.
     #[serde(default)]
     pub gateway: GatewayRef,
-    /// The Kubernetes Secret (in the gateway's namespace) whose key the gateway's proxies get as
-    /// `MCPGATE_INTERNAL_API_SECRET`.
+    /// The Kubernetes Secret whose key the gateway's proxies get as `MCPGATE_INTERNAL_API_SECRET`
+    /// (in the namespace their pods run in).
     #[serde(default)]
     pub internal_api_secret: SecretKeyRef,
     /// Where the mesh fetches the filter module.

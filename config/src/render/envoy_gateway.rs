@@ -114,7 +114,7 @@ pub fn render(
          Apply with `kubectl apply -f`; see docs/deploy-envoy-gateway.md. Needs EnvoyPatchPolicy\n\
          enabled in the EnvoyGateway configuration (extensionApis.enableEnvoyPatchPolicy), the\n\
          Gateway {}/{} naming EnvoyProxy {} in spec.infrastructure.parametersRef, and\n\
-         Secret {}/{} (key {}) holding {}.",
+         Secret {} (key {}) holding {} in the namespace the gateway's Envoy pods run in.",
         match header_mode {
             HeaderMode::HoldBody => "hold_body",
             HeaderMode::HoldHeaders => "hold_headers (the EnvoyPatchPolicy sets the flag)",
@@ -122,7 +122,6 @@ pub fn render(
         t.gateway_namespace,
         t.gateway_name,
         POLICY_NAME,
-        t.gateway_namespace,
         t.internal_api_secret.name,
         t.internal_api_secret.key,
         paths::INTERNAL_SECRET_ENV,
