@@ -129,6 +129,11 @@ export class WasmCacheServer {
       stream.respond({ ':status': 200, 'content-type': 'application/wasm', 'content-length': module.length });
       stream.end(module);
     });
+    s.sessions = new Set();
+    s.server.on('session', (session) => {
+      s.sessions.add(session);
+      session.on('close', () => s.sessions.delete(session));
+    });
     s.server.on('sessionError', () => {});
     await new Promise((resolve, reject) => {
       s.server.once('error', reject);
@@ -150,6 +155,8 @@ export class WasmCacheServer {
     if (!this.server) return;
     const server = this.server;
     this.server = undefined;
+    // Envoy may keep its HTTP/2 connection to the cache open.
+    for (const session of this.sessions) session.destroy();
     await new Promise((resolve) => server.close(resolve));
   }
 }

@@ -354,7 +354,8 @@ export class Gateway {
    * Rewrites envoy.yaml for the shape. `envoy` keeps the rendered bootstrap; with the `headerMode`
    * option ('hold_headers' | 'hold_body') the filter gets that mode and Envoy the matching
    * allow_on_headers_stop_iteration. `istio` and `envoy-gateway` render their Kubernetes manifests
-   * and deliver the filter as those control planes do (`gw.istio`, `gw.envoyGateway`).
+   * (with `headerMode`, `render --header-mode`) and deliver the filter as those control planes do
+   * (`gw.istio`, `gw.envoyGateway`).
    */
   async applyShape() {
     if (this.shape === 'envoy' && this.options.headerMode === undefined) return;
@@ -366,7 +367,9 @@ export class Gateway {
       wasm.configuration.value = JSON.stringify(config);
       wasm.allow_on_headers_stop_iteration = this.options.headerMode === 'hold_headers';
     } else {
-      if (this.options.headerMode !== undefined) throw new Error(`the ${this.shape} shape takes the header mode its rendering sets`);
+      if (this.shape === 'envoy-gateway' && this.options.headerMode === 'hold_headers') {
+        throw new Error('the envoy-gateway shape does not apply the EnvoyPatchPolicy that sets the header-hold flag');
+      }
       this.paths.ociLayout = WASM_OCI_LAYOUT ?? await this.buildOciImage();
       this.manifests = await this.renderManifests();
       const dir = path.join(this.dir, this.shape);
@@ -405,8 +408,9 @@ export class Gateway {
     this.paths.meshConfig = path.join(this.dir, `gateway.${this.shape}.yaml`);
     fs.writeFileSync(this.paths.meshConfig, gatewayYaml(this, kubernetes));
     this.paths.manifests = path.join(this.dir, `${this.shape}.rendered.yaml`);
+    const headerMode = this.options.headerMode ? ['--header-mode', this.options.headerMode] : [];
     const r = await run(this.bin, ['render', this.shape, '--config', this.paths.meshConfig, '--out', this.paths.manifests,
-      '--oci-layout', this.paths.ociLayout, '--wasm', WASM_MODULE], { timeoutMs: 60_000, env: this.env });
+      '--oci-layout', this.paths.ociLayout, '--wasm', WASM_MODULE, ...headerMode], { timeoutMs: 60_000, env: this.env });
     if (r.code !== 0 || !fs.existsSync(this.paths.manifests)) {
       throw new Error(`mcpgate-token-service render ${this.shape} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
     }

@@ -19,6 +19,9 @@
 //   - strips the ISTIO_META_* keys it read from the VM's environment;
 //   - on a failed pull, sends Envoy an RBAC filter under the same name instead: deny-all, or
 //     allow-all when the plugin fails open.
+// The header-holding alternative the renderer offers is an EnvoyFilter instead of the WasmPlugin:
+// istiod sends its EXTENSION_CONFIG patch by ECDS as it is (the agent rewrites it the same way)
+// and inserts its HTTP_FILTER patch, which asks for it, into the listener.
 // Here ECDS comes from a file (path_config_source) instead of istiod's ADS stream, and the image
 // from the OCI layout the build writes instead of a registry; the rest of the listener is
 // mcpgate's own rendering, with the call-out clusters renamed as the pluginConfig names them
@@ -143,57 +146,87 @@ export function agentRewrite(extensionConfig, { layout, cacheDir }) {
 }
 
 /**
- * One ECDS update, as istiod sends it for `plugin` and the agent forwards it: writes what istiod
- * sent (`istiod-ecds.json`) and what Envoy gets (`ecds.json`, replaced by a rename: Envoy watches
- * the file for moves). Returns {istiod, extensionConfig, modulePath?, image?, pullError?}.
+ * The rendered EnvoyFilter that carries the filter (the header-holding alternative): its
+ * EXTENSION_CONFIG value as the ECDS resource istiod sends, and its HTTP_FILTER value.
  */
-function deliver(plugin, { layout, dir, ecdsFile }) {
-  // A Kubernetes resourceVersion: opaque, changes with every update of the object.
-  const resourceVersion = String(crypto.randomInt(100_000, 999_999));
-  const istiod = istiodExtensionConfig(plugin, resourceVersion);
-  const agent = agentRewrite(istiod, { layout, cacheDir: path.join(dir, 'wasm-cache') });
-  fs.writeFileSync(path.join(dir, 'istiod-ecds.json'), JSON.stringify({ version_info: resourceVersion, resources: [istiod] }, null, 1));
-  const tmp = `${ecdsFile}.${resourceVersion}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify({ version_info: resourceVersion, resources: [agent.extensionConfig] }, null, 1));
-  fs.renameSync(tmp, ecdsFile);
-  return { istiod, ...agent };
+export function envoyFilterExtension(manifests) {
+  const patches = manifests.filter((m) => m?.kind === 'EnvoyFilter').flatMap((m) => m.spec?.configPatches ?? []);
+  const extensions = patches.filter((p) => p.applyTo === 'EXTENSION_CONFIG');
+  if (extensions.length !== 1) throw new Error(`expected a WasmPlugin or one EnvoyFilter EXTENSION_CONFIG patch, found ${extensions.length}`);
+  const { name, typed_config: typedConfig } = extensions[0].patch.value;
+  const httpFilter = patches.find((p) => p.applyTo === 'HTTP_FILTER' && p.patch?.value?.name === name)?.patch.value;
+  if (!httpFilter?.config_discovery) throw new Error(`no EnvoyFilter HTTP_FILTER patch asks for ${name} by ECDS`);
+  return { resource: { '@type': TYPED_EXTENSION_CONFIG, name, typed_config: typedConfig }, httpFilter };
 }
 
 /**
+ * One ECDS update of `resource` (what istiod sends), forwarded as the agent does: writes what
+ * istiod sent (`istiod-ecds.json`) and what Envoy gets (`ecds.json`, replaced by a rename: Envoy
+ * watches the file for moves). Returns {istiod, extensionConfig, modulePath?, image?, pullError?}.
+ */
+function deliver(resource, version, { layout, dir, ecdsFile }) {
+  const agent = agentRewrite(resource, { layout, cacheDir: path.join(dir, 'wasm-cache') });
+  fs.writeFileSync(path.join(dir, 'istiod-ecds.json'), JSON.stringify({ version_info: version, resources: [resource] }, null, 1));
+  const tmp = `${ecdsFile}.${version}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify({ version_info: version, resources: [agent.extensionConfig] }, null, 1));
+  fs.renameSync(tmp, ecdsFile);
+  return { istiod: resource, ...agent };
+}
+
+// A Kubernetes resourceVersion: opaque, changes with every update of the object.
+const resourceVersion = () => String(crypto.randomInt(100_000, 999_999));
+
+/**
  * Turns mcpgate's own bootstrap into the Istio shape, in place. `manifests`: the rendered
- * Kubernetes objects; `layout`: the filter's OCI image layout; `dir`: where the ECDS files and the
- * agent's module cache go. Returns what the suite may check: {plugin, names, filterConfig,
- * istiod (what istiod sent), extensionConfig (what Envoy got), modulePath, image, pullError,
- * ecdsFile, deliver(plugin) (a later update of the WasmPlugin, delivered to the running Envoy)}.
+ * Kubernetes objects (a WasmPlugin, or the header-holding EnvoyFilter); `layout`: the filter's OCI
+ * image layout; `dir`: where the ECDS files and the agent's module cache go. Returns what the
+ * suite may check: {plugin (the WasmPlugin, if any), names, filterConfig, istiod (what istiod
+ * sent), extensionConfig (what Envoy got), modulePath, image, pullError, ecdsFile,
+ * deliver(plugin) (a later update of the WasmPlugin, delivered to the running Envoy)}.
  */
 export function istioShape(bootstrap, { manifests, layout, dir }) {
-  const plugin = wasmPluginOf(manifests);
-  const names = istioNames(plugin);
-  const filterConfig = plugin.spec.pluginConfig;
+  const plugins = manifests.filter((m) => m?.kind === 'WasmPlugin');
+  const plugin = plugins.length > 0 ? wasmPluginOf(manifests) : undefined;
+  const version = resourceVersion();
+  let resource;
+  let httpFilter;
+  if (plugin) {
+    resource = istiodExtensionConfig(plugin, version);
+    httpFilter = {
+      name: istioNames(plugin).resourceName,
+      config_discovery: { config_source: { ads: {}, initial_fetch_timeout: '0s' }, type_urls: [WASM_TYPE, RBAC_TYPE] },
+    };
+  } else {
+    ({ resource, httpFilter } = envoyFilterExtension(manifests));
+  }
+  const names = { resourceName: resource.name, pluginName: resource.typed_config.config.name };
+  const filterConfig = JSON.parse(resource.typed_config.config.configuration.value);
   fs.mkdirSync(dir, { recursive: true });
   const ecdsFile = path.join(dir, 'ecds.json');
-  const first = deliver(plugin, { layout, dir, ecdsFile });
+  const where = { layout, dir, ecdsFile };
+  const first = deliver(resource, version, where);
 
   // Same address, Istio's names: the clusters the filter's call-outs use.
   const rendered = renderedFilterConfig(bootstrap);
   renameCluster(bootstrap, rendered.token_service_cluster, filterConfig.token_service_cluster);
   if (rendered.internal_cluster) renameCluster(bootstrap, rendered.internal_cluster, filterConfig.internal_cluster);
   // xDS subscriptions need a node; Istio names a gateway's `router~<ip>~<pod>.<ns>~<ns>.svc.cluster.local`.
-  const namespace = plugin.metadata.namespace ?? 'default';
+  const namespace = (plugin ?? manifests.find((m) => m?.kind === 'EnvoyFilter')).metadata.namespace ?? 'default';
   bootstrap.node = { id: `router~127.0.0.1~mcpgate-gateway.${namespace}~${namespace}.svc.cluster.local`, cluster: `mcpgate-gateway.${namespace}` };
+  // istiod's ADS stream, here a file; the rest of the discovery config as istiod (or the patch) has it.
+  const { ads, ...source } = httpFilter.config_discovery.config_source;
   replaceMcpgateFilter(bootstrap, {
-    name: names.resourceName,
+    ...httpFilter,
     config_discovery: {
-      config_source: {
-        path_config_source: { path: ecdsFile },
-        initial_fetch_timeout: '0s',
-        resource_api_version: 'V3',
-      },
-      type_urls: [WASM_TYPE, RBAC_TYPE],
+      ...httpFilter.config_discovery,
+      config_source: { ...source, path_config_source: { path: ecdsFile }, resource_api_version: 'V3' },
     },
   });
   return {
     plugin, names, filterConfig, ecdsFile, ...first,
-    deliver: (updated) => deliver(updated, { layout, dir, ecdsFile }),
+    deliver: (updated) => {
+      const v = resourceVersion();
+      return deliver(istiodExtensionConfig(updated, v), v, where);
+    },
   };
 }
