@@ -1,7 +1,8 @@
 //! The mcpgate configuration model, shared by every part of the gateway.
 //!
 //! Operators write one YAML file ([`gateway::GatewayConfig`], feature `gateway`). The token
-//! service reads it directly; the Envoy renderer turns it into a bootstrap and hands the filter a
+//! service reads it directly; [`render`] turns it into what each deployment target needs (an
+//! Envoy bootstrap and xDS files, Istio or Envoy Gateway manifests), each handing the filter a
 //! [`filter::FilterConfig`] projection: only what the data path needs, with no secrets in it.
 //! Both are validated once, at load, and every error names the field it is about.
 
