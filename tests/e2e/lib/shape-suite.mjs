@@ -79,7 +79,6 @@ function suiteOn(shape, version, headerMode, runName) {
   let forge;
   let hostileToken;
   const seen = new Map(); // label -> secret seen during the run, for the leak scan
-  let auth; // the SDK client's provider after its sign-in
 
   before(async () => {
     provider = await startGitHubProvider({ expiresIn: 600 });
@@ -159,7 +158,7 @@ function suiteOn(shape, version, headerMode, runName) {
 
   test('the SDK client: 401, discovery, registration, sign-in in Chromium; then tools/call, a filtered tools/list, a denied hidden tool', { timeout: 120_000 }, async (t) => {
     const log = [];
-    auth = new E2EOAuthProvider({ browser, redirectUrl: callback.url, user: USER });
+    const auth = new E2EOAuthProvider({ browser, redirectUrl: callback.url, user: USER });
     const url = new URL(gw.route('/everything').url);
     const first = new Client({ name: 'mcpgate-e2e-shapes', version: '1.0.0' });
     const firstTransport = new StreamableHTTPClientTransport(url, { authProvider: auth, fetch: recordingFetch(log) });
