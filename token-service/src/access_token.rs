@@ -105,8 +105,8 @@ fn sign(
     })
 }
 
-/// Verifies a TE this service signed (signature, `typ: at+jwt`, issuer, expiry with leeway);
-/// `None` otherwise. Assertions (`typ: JWT`, same key) are refused.
+/// Verifies a TE this service signed (signature by the key its `kid` names, `typ: at+jwt`,
+/// issuer, expiry with leeway); `None` otherwise. Assertions (`typ: JWT`, same key) are refused.
 pub fn verify(
     keys: &SigningKeys,
     issuer: &str,
@@ -119,10 +119,7 @@ pub fn verify(
         required_signature_type: Some("at+jwt".into()),
         ..Default::default()
     };
-    keys.key_pair()
-        .public_key()
-        .verify_token::<TokenClaims>(token, Some(options))
-        .ok()
+    keys.verify_token::<TokenClaims>(token, options).ok()
 }
 
 #[cfg(test)]
