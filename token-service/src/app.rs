@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::IntoFuture;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,26 +10,28 @@ use anyhow::Context;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Router, ServiceExt};
 use mcpgate_config::gateway::{ClientRoute, ServerRoute};
-use mcpgate_config::{paths, GatewayConfig};
+use mcpgate_config::{paths, ConfigError, GatewayConfig};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::client_metadata_document::{DocumentError, MetadataDocuments};
 use crate::clients::Client;
+use crate::config_reload::{self, LiveConfig};
+use crate::config_watch::ConfigWatch;
 use crate::internal_api::InternalSecret;
 use crate::signing_keys::SigningKeys;
 use crate::store::Store;
-use crate::{
-    authorize, internal_api, mcp_routes, metadata, registration, revocation, token_endpoint,
-};
+use crate::{authorize, mcp_routes, metadata, registration, revocation, token_endpoint};
 
 /// How long a started authorization may wait for sign-in and consent.
 pub const PENDING_LIFETIME_SECS: i64 = 600;
 const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
+/// Everything a request needs, for one version of the gateway file. A reload builds a new one
+/// (see `config_reload`) that shares the long-lived parts with the one it replaces.
 pub struct AppState {
     pub config: GatewayConfig,
     pub issuer: String,
@@ -37,12 +40,51 @@ pub struct AppState {
     /// Each server route's compiled policy, in the order of `routes`.
     pub route_policies: Vec<mcpgate_policy::Policy>,
     pub client_routes: Vec<ClientRoute>,
+    /// The database pool: opened once, kept across reloads.
     pub store: Store,
-    pub keys: SigningKeys,
+    pub keys: Arc<SigningKeys>,
     pub static_clients: HashMap<String, Client>,
-    pub documents: MetadataDocuments,
+    /// The metadata-document cache: kept across reloads unless its settings change.
+    pub documents: Arc<MetadataDocuments>,
     /// Upstream OAuth: the token key, the provider client, refresh locks.
-    pub upstream: crate::upstream_tokens::UpstreamTokens,
+    pub upstream: Arc<crate::upstream_tokens::UpstreamTokens>,
+}
+
+/// What the service derives from the gateway file alone, checked the same way at start and on
+/// every reload.
+pub struct ConfigParts {
+    pub routes: Vec<ServerRoute>,
+    pub route_policies: Vec<mcpgate_policy::Policy>,
+    pub client_routes: Vec<ClientRoute>,
+    pub static_clients: HashMap<String, Client>,
+}
+
+impl ConfigParts {
+    pub fn derive(config: &GatewayConfig) -> Result<Self, ConfigError> {
+        let routes = config.server_routes()?;
+        let route_policies = routes
+            .iter()
+            .map(|r| {
+                mcpgate_config::filter::compile_policy(
+                    r.policy.as_ref(),
+                    &format!("routes[{}].policy", r.index),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let client_routes = config.client_routes()?;
+        let static_clients = config
+            .authorization_server
+            .clients
+            .iter()
+            .map(|c| (c.client_id.clone(), Client::from_static(c)))
+            .collect();
+        Ok(Self {
+            routes,
+            route_policies,
+            client_routes,
+            static_clients,
+        })
+    }
 }
 
 pub type SharedState = Arc<AppState>;
@@ -70,18 +112,7 @@ pub fn secs(d: Duration) -> i64 {
 impl AppState {
     /// Opens the database (migrating it) and loads or creates the signing key.
     pub async fn new(config: GatewayConfig) -> anyhow::Result<Self> {
-        let routes = config.server_routes().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let route_policies = routes
-            .iter()
-            .map(|r| {
-                mcpgate_config::filter::compile_policy(
-                    r.policy.as_ref(),
-                    &format!("routes[{}].policy", r.index),
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let client_routes = config.client_routes().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let parts = ConfigParts::derive(&config)?;
         let keys = SigningKeys::load_or_generate(&config.authorization_server.signing_key_file)?;
         let documents = MetadataDocuments::new(
             config
@@ -89,28 +120,41 @@ impl AppState {
                 .client_id_metadata_documents
                 .clone(),
         )?;
-        let upstream = crate::upstream_tokens::UpstreamTokens::new(&config, &routes)?;
+        let upstream = crate::upstream_tokens::UpstreamTokens::new(&config, &parts.routes)?;
         let store = Store::connect(&config.token_service.database_url).await?;
-        let static_clients = config
-            .authorization_server
-            .clients
-            .iter()
-            .map(|c| (c.client_id.clone(), Client::from_static(c)))
-            .collect();
+        Ok(Self::assemble(
+            config,
+            parts,
+            store,
+            Arc::new(keys),
+            Arc::new(documents),
+            Arc::new(upstream),
+        ))
+    }
+
+    /// The state for `config` from its derived parts and the long-lived ones.
+    pub fn assemble(
+        config: GatewayConfig,
+        parts: ConfigParts,
+        store: Store,
+        keys: Arc<SigningKeys>,
+        documents: Arc<MetadataDocuments>,
+        upstream: Arc<crate::upstream_tokens::UpstreamTokens>,
+    ) -> Self {
         let issuer = config.authorization_server.issuer.clone();
-        Ok(Self {
+        Self {
             issuer_https: issuer.starts_with("https://"),
             issuer,
-            routes,
-            route_policies,
-            client_routes,
+            routes: parts.routes,
+            route_policies: parts.route_policies,
+            client_routes: parts.client_routes,
             store,
             keys,
-            static_clients,
+            static_clients: parts.static_clients,
             documents,
             upstream,
             config,
-        })
+        }
     }
 
     /// Any client, fetching a metadata document for an https `client_id`.
@@ -263,13 +307,20 @@ async fn health_handler(
     }
 }
 
-/// Runs the service until SIGINT/SIGTERM.
-pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
+/// Runs the service until SIGINT/SIGTERM, applying changes of the gateway file at
+/// `config_path` (from which `config` was loaded) as they happen and on SIGHUP.
+pub async fn serve(config: GatewayConfig, config_path: PathBuf) -> anyhow::Result<()> {
     let listen = config.token_service.listen;
     let internal_listen = config.internal_listen();
     // Before anything else: without the secret the internal API cannot be served at all.
     let secret = Arc::new(InternalSecret::from_env()?);
-    let state = Arc::new(AppState::new(config).await?);
+    // Before the first slow step: until it is handled, SIGHUP ends the process. The files the
+    // configuration names are added once loading has created those it creates (the key).
+    let mut watch =
+        ConfigWatch::new([config_path.clone()]).context("cannot watch the gateway file")?;
+    let files = config_reload::watched_files(&config_path, &config);
+    let live = LiveConfig::new(AppState::new(config).await?, secret);
+    watch.watch(files);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("token_service.listen: cannot listen on {listen}"))?;
@@ -278,45 +329,49 @@ pub async fn serve(config: GatewayConfig) -> anyhow::Result<()> {
         .with_context(|| {
             format!("token_service.internal_listen: cannot listen on {internal_listen}")
         })?;
+    let state = live.state();
     tracing::info!(%listen, %internal_listen, issuer = %state.issuer, routes = state.routes.len(), "token service ready");
-    let purge_state = state.clone();
+    // The pool outlives every reload, so the purge keeps the one it starts with.
+    let store = state.store.clone();
+    drop(state);
+    let purge_store = store.clone();
     let purge = tokio::spawn(async move {
         let mut tick = tokio::time::interval(PURGE_INTERVAL);
         loop {
             tick.tick().await;
-            match purge_state.store.purge_expired(now()).await {
+            match purge_store.purge_expired(now()).await {
                 Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired rows"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %format!("{e:#}"), "purging expired rows failed"),
             }
         }
     });
+    let reload = tokio::spawn(config_reload::run(live.clone(), config_path, watch));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let public = axum::serve(listener, router(state.clone()))
+    let public = axum::serve(listener, live.public().into_make_service())
         .with_graceful_shutdown(wait(stopped.clone()))
         .into_future();
-    let internal = axum::serve(
-        internal_listener,
-        internal_api::router(state.clone(), secret),
-    )
-    .with_graceful_shutdown(wait(stopped))
-    .into_future();
+    let internal = axum::serve(internal_listener, live.internal().into_make_service())
+        .with_graceful_shutdown(wait(stopped))
+        .into_future();
     let signal = async move {
         shutdown_signal().await;
         let _ = stop.send(true);
         Ok::<(), std::io::Error>(())
     };
     let served = tokio::try_join!(public, internal, signal);
+    reload.abort();
     purge.abort();
     served?;
-    state.store.close().await;
+    store.close().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

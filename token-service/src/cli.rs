@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcpgate_config::{render, GatewayConfig, HeaderMode};
 
+use crate::config_watch::ConfigWatch;
 use crate::users::{self, User};
 
 #[derive(Debug, Parser)]
@@ -140,6 +141,11 @@ pub struct RenderEnvoy {
     /// `rds/`, `lds/`) into this directory; only changed files are rewritten, atomically.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+    /// Keep running and render into --out-dir again whenever the gateway file changes (checked
+    /// every second) or on SIGHUP; a file that does not validate writes nothing. Stops on
+    /// SIGINT/SIGTERM.
+    #[arg(long, requires = "out_dir")]
+    pub watch: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -284,9 +290,65 @@ fn render_mesh(
     write_or_print(args.out.as_deref(), &text)
 }
 
+/// `render envoy --out-dir DIR --watch`: renders, then renders again whenever the gateway file
+/// changes, until SIGINT/SIGTERM. An invalid file at start is an error; later, one is logged
+/// (with its field) and leaves the files as they are.
+fn render_envoy_watch(args: &RenderEnvoy, dir: &Path) -> anyhow::Result<()> {
+    let path = &args.config.config;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        // Watching starts before the first render, so no change slips in between.
+        let mut watch =
+            ConfigWatch::new([path.clone()]).context("cannot watch the gateway file")?;
+        for written in render_envoy(args)? {
+            eprintln!("wrote {}", written.display());
+        }
+        tracing::info!(file = %path.display(), dir = %dir.display(), "watching the gateway file");
+        let stop = crate::app::shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            let trigger = tokio::select! {
+                trigger = watch.next() => trigger,
+                () = &mut stop => return Ok(()),
+            };
+            let files = GatewayConfig::load(path)
+                .and_then(|config| render::envoy::dynamic_files(&config, dir));
+            match files.map(|files| render::write_changed(dir, &files)) {
+                Ok(Ok(written)) => tracing::info!(
+                    trigger = trigger.as_str(),
+                    written = %list_paths(&written),
+                    "gateway file rendered"
+                ),
+                Ok(Err(e)) => tracing::error!(error = %e, "rendering the gateway file failed"),
+                Err(e) => tracing::error!(
+                    trigger = trigger.as_str(),
+                    file = %path.display(),
+                    field = %e.field,
+                    reason = %e.reason,
+                    "gateway file not rendered: the files in the output directory stay as they are"
+                ),
+            }
+        }
+    })
+}
+
+/// `a, b`, or `nothing` when no file had to change.
+fn list_paths(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "nothing".to_string();
+    }
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    names.join(", ")
+}
+
 fn render(target: RenderTarget) -> anyhow::Result<()> {
     let written = match target {
-        RenderTarget::Envoy(args) => render_envoy(&args)?,
+        RenderTarget::Envoy(args) => match (&args.out_dir, args.watch) {
+            (Some(dir), true) => return render_envoy_watch(&args, dir),
+            _ => render_envoy(&args)?,
+        },
         RenderTarget::Istio(args) => render_mesh(&args, render::istio::render)?,
         RenderTarget::EnvoyGateway(args) => render_mesh(&args, render::envoy_gateway::render)?,
     };
@@ -296,12 +358,12 @@ fn render(target: RenderTarget) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(config: &Path) -> anyhow::Result<()> {
-    let config = load_config(config)?;
+fn serve(path: &Path) -> anyhow::Result<()> {
+    let config = load_config(path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(crate::app::serve(config))
+    runtime.block_on(crate::app::serve(config, path.to_path_buf()))
 }
 
 pub fn main() -> ExitCode {
@@ -318,6 +380,7 @@ pub fn main() -> ExitCode {
             config,
             out,
             out_dir: None,
+            watch: false,
         })
         .map(|_| ()),
     };
@@ -419,6 +482,25 @@ mod tests {
             Command::Render {
                 target: RenderTarget::EnvoyGateway(a),
             } => assert_eq!(HeaderMode::from(a.header_mode), HeaderMode::HoldBody),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Watching needs a directory to write into.
+        assert!(parse(&["render", "envoy", "--config", "g.yaml", "--watch"]).is_err());
+        match parse(&[
+            "render",
+            "envoy",
+            "--config",
+            "g.yaml",
+            "--out-dir",
+            "xds",
+            "--watch",
+        ])
+        .expect("parses")
+        .command
+        {
+            Command::Render {
+                target: RenderTarget::Envoy(a),
+            } => assert!(a.watch),
             other => panic!("unexpected {other:?}"),
         }
         assert!(parse(&[

@@ -10,6 +10,8 @@ pub mod cli;
 pub mod client_metadata;
 pub mod client_metadata_document;
 pub mod clients;
+pub mod config_reload;
+pub mod config_watch;
 pub mod connect;
 pub mod internal_api;
 pub mod key_files;
