@@ -1,5 +1,6 @@
 //! The harness the integration tests share: a token service in a temp dir built from gateway
-//! YAML, requests to its routers, replies, sign-in cookies and a scratch PostgreSQL schema.
+//! YAML (fixed, or following reloads of its file), requests to its routers, replies, sign-in
+//! cookies and a scratch PostgreSQL schema.
 
 #![allow(dead_code)]
 
@@ -15,6 +16,7 @@ use base64::Engine;
 use http_body_util::BodyExt;
 use mcpgate_config::GatewayConfig;
 use mcpgate_token_service::app::{router, AppState};
+use mcpgate_token_service::config_reload::LiveConfig;
 use mcpgate_token_service::internal_api::{self, InternalSecret};
 use mcpgate_token_service::{pkce, users};
 use serde_json::Value;
@@ -50,13 +52,52 @@ pub struct Service {
     pub dir: tempfile::TempDir,
 }
 
+/// A token service whose configuration can be reloaded: the routers follow [`LiveConfig`].
+pub struct LiveService {
+    pub live: Arc<LiveConfig>,
+    pub public: Router,
+    pub internal: Router,
+    pub config_path: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
 impl Gateway<'_> {
     /// Writes the config to `gateway.yaml` in a new temp dir, adds `users` (username, display
     /// name, groups; all with [`PASSWORD`]) and starts the service.
     pub async fn start(&self, users: &[(&str, &str, &[&str])]) -> Service {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path().display().to_string();
-        let yaml = format!(
+        let (dir, config_path, config) = self.write(users);
+        let state = Arc::new(AppState::new(config.clone()).await.expect("state"));
+        let secret = Arc::new(InternalSecret::new(SECRET).expect("secret"));
+        Service {
+            public: router(state.clone()),
+            internal: internal_api::router(state.clone(), secret),
+            state,
+            config,
+            config_path,
+            dir,
+        }
+    }
+
+    /// Like [`Gateway::start`], with routers that follow a reload of the gateway file.
+    pub async fn start_live(&self, users: &[(&str, &str, &[&str])]) -> LiveService {
+        let (dir, config_path, config) = self.write(users);
+        let state = AppState::new(config).await.expect("state");
+        let live = LiveConfig::new(
+            state,
+            Arc::new(InternalSecret::new(SECRET).expect("secret")),
+        );
+        LiveService {
+            public: Router::new().fallback_service(live.public()),
+            internal: Router::new().fallback_service(live.internal()),
+            live,
+            config_path,
+            dir,
+        }
+    }
+
+    /// The gateway file's text, `{dir}` replaced by `dir`.
+    pub fn yaml(&self, dir: &std::path::Path) -> String {
+        format!(
             "
 authorization_server:
   issuer: {ISSUER}
@@ -75,9 +116,16 @@ routes:
             self.token_service.trim_end(),
             self.routes.trim_end(),
         )
-        .replace("{dir}", &d);
+        .replace("{dir}", &dir.display().to_string())
+    }
+
+    fn write(
+        &self,
+        users: &[(&str, &str, &[&str])],
+    ) -> (tempfile::TempDir, PathBuf, GatewayConfig) {
+        let dir = tempfile::tempdir().expect("tempdir");
         let config_path = dir.path().join("gateway.yaml");
-        std::fs::write(&config_path, &yaml).expect("write config");
+        std::fs::write(&config_path, self.yaml(dir.path())).expect("write config");
         let config = GatewayConfig::load(&config_path).expect("config");
         for (username, name, groups) in users {
             users::upsert(
@@ -92,16 +140,7 @@ routes:
             )
             .expect("users file");
         }
-        let state = Arc::new(AppState::new(config.clone()).await.expect("state"));
-        let secret = Arc::new(InternalSecret::new(SECRET).expect("secret"));
-        Service {
-            public: router(state.clone()),
-            internal: internal_api::router(state.clone(), secret),
-            state,
-            config,
-            config_path,
-            dir,
-        }
+        (dir, config_path, config)
     }
 }
 
