@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the whole gateway locally, on 127.0.0.1 only, until Ctrl-C:
-#   Envoy (with the mcpgate filter) on :18080, the token service on :18081 (SQLite in .run/data),
-#   the MCP reference server ("everything") on :18101 behind the route /everything, and the
+#   Envoy (with the mcpgate filter; its configuration files follow gateway.yaml) on :18080, the
+#   token service on :18081 (SQLite in .run/data; reloads gateway.yaml when it changes), the MCP reference server ("everything") on :18101 behind the route /everything, and the
 #   stand-ins of scripts/demo-upstreams.mjs (a GitHub-like provider, an MCP server behind /github
 #   that needs its tokens, an app behind the client route /app).
 # Everything it needs is installed by scripts/setup.sh on first run.
@@ -30,7 +30,11 @@ if [ ! -s "$users_file" ] || ! grep -q "username: $demo_user" "$users_file"; the
   printf '%s\n' "$demo_password" | "$ts" user add --config "$config" --username "$demo_user" \
     --email demo@example.com --name "Demo User" --group engineering --password-stdin
 fi
-"$ts" envoy-bootstrap --config "$config" --out "$run/envoy.yaml"
+# Envoy reads its listener, routes, clusters and the filter's configuration from files under
+# .run/envoy that `render envoy --watch` (started below) rewrites whenever gateway.yaml changes;
+# the token service reloads the same file. Editing gateway.yaml applies without a restart.
+envoy_dir="$run/envoy"
+"$ts" render envoy --config "$config" --out-dir "$envoy_dir" >/dev/null
 
 # The filter's calls to the token service's internal API carry this shared secret; Envoy hands
 # it to the Wasm VM from its environment, so it is never written into the bootstrap.
@@ -75,9 +79,10 @@ wait_for() { # url, name
 start everything env PORT=18101 node tests/e2e/lib/everything-loopback.mjs
 start upstreams node scripts/demo-upstreams.mjs
 start token-service "$ts" serve --config "$config"
+start envoy-config "$ts" render envoy --config "$config" --out-dir "$envoy_dir" --watch
 wait_for http://127.0.0.1:18081/.mcpgate/healthz "the token service"
 # --use-dynamic-base-id: runs beside any other Envoy on this machine (base id 0 may be taken).
-start envoy .venv/bin/envoy -c "$run/envoy.yaml" --concurrency 2 --log-level warn --use-dynamic-base-id
+start envoy .venv/bin/envoy -c "$envoy_dir/envoy.yaml" --concurrency 2 --log-level warn --use-dynamic-base-id
 wait_for http://127.0.0.1:18090/ready "Envoy"
 
 cat <<MSG
@@ -95,6 +100,10 @@ Connect a client, for example:
 
 The client discovers the gateway's authorization server from the 401, registers itself, and opens
 the sign-in page in your browser. Envoy's access log: .run/logs/envoy.log
+
+Edit gateway.yaml (a route's policy, a new route) while this runs: the token service and Envoy
+apply it within seconds, without a restart; an invalid file is refused with the field named in
+.run/logs/token-service.log and .run/logs/envoy-config.log.
 
 Press Ctrl-C to stop everything.
 MSG
