@@ -313,12 +313,23 @@ export class Gateway {
     if (add.code !== 0) {
       throw new Error(`mcpgate-token-service user add failed (exit ${add.code}):\n${add.stdout}\n${add.stderr}`);
     }
-    const render = await run(this.bin, ['envoy-bootstrap', '--config', this.paths.config, '--out', this.paths.envoyConfig],
-      { timeoutMs: 60_000, env: this.env });
-    if (render.code !== 0 || !fs.existsSync(this.paths.envoyConfig)) {
-      throw new Error(`mcpgate-token-service envoy-bootstrap failed (exit ${render.code}):\n${render.stdout}\n${render.stderr}`);
+    if (this.options.watch) {
+      // Envoy reads the files `render envoy --watch` keeps in step with the gateway file.
+      if (this.shape !== 'envoy' || this.options.headerMode !== undefined) throw new Error('watch: only the plain envoy shape');
+      this.paths.envoyDir = path.join(this.dir, 'envoy');
+      this.paths.envoyConfig = path.join(this.paths.envoyDir, 'envoy.yaml');
+      this.procs.envoyConfig = startProcess('envoy-config', this.bin, [
+        'render', 'envoy', '--config', this.paths.config, '--out-dir', this.paths.envoyDir, '--watch',
+      ], { cwd: this.dir, env: { ...this.env, NO_COLOR: '1' }, logFile: path.join(this.paths.logs, 'envoy-config.log') });
+      await waitUntil('render envoy --watch to write envoy.yaml', () => fs.existsSync(this.paths.envoyConfig), { child: this.procs.envoyConfig });
+    } else {
+      const render = await run(this.bin, ['envoy-bootstrap', '--config', this.paths.config, '--out', this.paths.envoyConfig],
+        { timeoutMs: 60_000, env: this.env });
+      if (render.code !== 0 || !fs.existsSync(this.paths.envoyConfig)) {
+        throw new Error(`mcpgate-token-service envoy-bootstrap failed (exit ${render.code}):\n${render.stdout}\n${render.stderr}`);
+      }
+      await this.applyShape();
     }
-    await this.applyShape();
 
     if (usesEverything) {
       this.procs.everything = startProcess('everything', process.execPath, [path.join(E2E_DIR, 'lib', 'everything-loopback.mjs')], {
@@ -508,10 +519,21 @@ export class Gateway {
     return r.json();
   }
 
+  /**
+   * Writes the gateway file again from `routes` (after a test changed them), or `text` as it is,
+   * by rename, as an editor or a ConfigMap update replaces it.
+   */
+  rewriteConfig(text = gatewayYaml(this)) {
+    const tmp = `${this.paths.config}.tmp`;
+    fs.writeFileSync(tmp, text);
+    fs.renameSync(tmp, this.paths.config);
+  }
+
   async stop() {
     // Envoy first, so no request reaches a stopped backend; then the backends.
     await stopProcess(this.procs.envoy);
     await Promise.all([
+      stopProcess(this.procs.envoyConfig),
       this.envoyGateway?.cache.stop(),
       stopProcess(this.procs.tokenService), stopProcess(this.procs.everything), this.recorder?.stop(),
       ...(this.routes ?? []).map((r) => r.mcpServer?.stop()),
@@ -523,7 +545,9 @@ export class Gateway {
 /**
  * Starts a gateway for a test file. `name` names the run directory under tests/e2e/.artifacts/.
  * Options: accessTokenLifetime ('3s'), leeway ('1s'), jwksRefresh ('60s'), `envoyVersion` ('1.40' |
- * '1.36'; default $MCPGATE_ENVOY_BIN or 1.40), `headerMode` ('hold_headers' | 'hold_body'), `provider` (a
+ * '1.36'; default $MCPGATE_ENVOY_BIN or 1.40), `headerMode` ('hold_headers' | 'hold_body'), `watch`
+ * (Envoy configured from the files `render envoy --watch` keeps in step with the gateway file, which
+ * `gw.rewriteConfig()` rewrites), `provider` (a
  * GitHubProvider for upstream-mcp routes), and `routes`: a list of
  * {path, name?, description?, upstream: 'everything' (default) | 'recorder' | 'upstream-mcp',
  *  upstreamPath? ('/mcp' or '/json'), policy?, maxRequestBytes?, audit?: {redact, max_argument_bytes},
