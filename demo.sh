@@ -14,6 +14,8 @@ run="$root/.run"
 demo_user="demo"
 demo_password="mcpgate-demo"
 mkdir -p "$run/data" "$run/logs"
+# Plain log files under .run/logs (no terminal colour codes).
+export NO_COLOR=1
 
 scripts/setup.sh
 ./wasm-build.sh
