@@ -107,6 +107,7 @@ export class WasmCacheServer {
     s.modules = new Map(); // mapping path -> module bytes
     s.requests = [];
     s.logFile = logFile;
+    fs.mkdirSync(path.dirname(logFile), { recursive: true });
     s.server = http2.createSecureServer({
       cert: fs.readFileSync(tls.cert),
       key: fs.readFileSync(tls.key),
@@ -211,7 +212,10 @@ export function translatedWasmFilter(policy, index, { servingUrl, sha256 }) {
  * Turns mcpgate's own bootstrap into the Envoy Gateway shape, in place, and starts the Wasm HTTP
  * cache (stop it with `cache.stop()`). `manifests`: the rendered Kubernetes objects; `layout`: the
  * filter's OCI image layout; `wasmModule`: the built module (an HTTP code source's); `tls`: the
- * test CA. Returns {policy, names, filterConfig, filter, cache, served, enabledRoutes}.
+ * test CA. Returns {policy, names, filterConfig, filter, cache, served, targetedRoutes}; when the
+ * cache cannot provide the module (a sha256 the image does not match), the translator's fallback
+ * instead: no filter, and the targeted routes answer 500 unless the policy fails open; then
+ * {…, error} and no filter.
  */
 export async function envoyGatewayShape(bootstrap, { manifests, layout, wasmModule, dir, tls, logFile }) {
   const policy = extensionPolicyOf(manifests);
@@ -219,25 +223,36 @@ export async function envoyGatewayShape(bootstrap, { manifests, layout, wasmModu
   fs.mkdirSync(dir, { recursive: true });
   const cache = await WasmCacheServer.start({ tls, logFile });
   try {
-    const served = cacheModule(policy.spec.wasm[0].code, { layout, wasmModule, cache });
-    const filter = translatedWasmFilter(policy, 0, served);
     const filterConfig = policy.spec.wasm[0].config;
-
     const rendered = renderedFilterConfig(bootstrap);
     renameCluster(bootstrap, rendered.token_service_cluster, filterConfig.token_service_cluster);
     if (rendered.internal_cluster) renameCluster(bootstrap, rendered.internal_cluster, filterConfig.internal_cluster);
-    replaceMcpgateFilter(bootstrap, filter);
     const prefixes = targetedPrefixes(manifests, policy);
-    let enabled = 0;
-    for (const vhost of connectionManager(bootstrap).route_config.virtual_hosts) {
-      for (const r of vhost.routes) {
-        if (!targeted(prefixes, vhost, r)) continue;
-        // An empty Any: the filter is enabled on the route, with no route-specific config.
-        r.typed_per_filter_config = { ...r.typed_per_filter_config, [filter.name]: { '@type': ROUTE_FILTER_CONFIG, config: {} } };
-        enabled += 1;
+    const targetedRoutes = connectionManager(bootstrap).route_config.virtual_hosts
+      .flatMap((vhost) => vhost.routes.filter((r) => targeted(prefixes, vhost, r)));
+    if (targetedRoutes.length === 0) throw new Error('the policy targets no route');
+
+    let served;
+    try {
+      served = cacheModule(policy.spec.wasm[0].code, { layout, wasmModule, cache });
+    } catch (e) {
+      // The translator drops the policy's Wasm; fail closed, its routes answer 500 instead.
+      replaceMcpgateFilter(bootstrap);
+      if (!policy.spec.wasm[0].failOpen) {
+        for (const r of targetedRoutes) {
+          delete r.route;
+          r.direct_response = { status: 500 };
+        }
       }
+      fs.appendFileSync(logFile, `${new Date().toISOString()} ${e.message}\n`);
+      return { policy, names: wasmNames(policy, 0), filterConfig, cache, error: e.message, targetedRoutes: targetedRoutes.length };
     }
-    if (enabled === 0) throw new Error('the policy enables the Wasm filter on no route');
+    const filter = translatedWasmFilter(policy, 0, served);
+    replaceMcpgateFilter(bootstrap, filter);
+    for (const r of targetedRoutes) {
+      // An empty Any: the filter is enabled on the route, with no route-specific config.
+      r.typed_per_filter_config = { ...r.typed_per_filter_config, [filter.name]: { '@type': ROUTE_FILTER_CONFIG, config: {} } };
+    }
 
     const client = await envoyClientCertificate(tls, dir);
     bootstrap.static_resources.clusters.push({
@@ -267,7 +282,7 @@ export async function envoyGatewayShape(bootstrap, { manifests, layout, wasmModu
         },
       },
     });
-    return { policy, names: wasmNames(policy, 0), filterConfig, filter, cache, served, enabledRoutes: enabled };
+    return { policy, names: wasmNames(policy, 0), filterConfig, filter, cache, served, targetedRoutes: targetedRoutes.length };
   } catch (e) {
     await cache.stop();
     throw e;

@@ -421,7 +421,8 @@ export class Gateway {
     this.paths.manifests = path.join(this.dir, `${this.shape}.rendered.yaml`);
     const headerMode = this.options.headerMode ? ['--header-mode', this.options.headerMode] : [];
     const r = await run(this.bin, ['render', this.shape, '--config', this.paths.meshConfig, '--out', this.paths.manifests,
-      '--oci-layout', this.paths.ociLayout, '--wasm', WASM_MODULE, ...headerMode], { timeoutMs: 60_000, env: this.env });
+      '--oci-layout', this.paths.ociLayout, '--wasm', WASM_MODULE, ...headerMode, ...(this.options.renderArgs ?? [])],
+    { timeoutMs: 60_000, env: this.env });
     if (r.code !== 0 || !fs.existsSync(this.paths.manifests)) {
       throw new Error(`mcpgate-token-service render ${this.shape} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
     }
@@ -545,7 +546,8 @@ export class Gateway {
 /**
  * Starts a gateway for a test file. `name` names the run directory under tests/e2e/.artifacts/.
  * Options: accessTokenLifetime ('3s'), leeway ('1s'), jwksRefresh ('60s'), `envoyVersion` ('1.40' |
- * '1.36'; default $MCPGATE_ENVOY_BIN or 1.40), `headerMode` ('hold_headers' | 'hold_body'), `watch`
+ * '1.36'; default $MCPGATE_ENVOY_BIN or 1.40), `shape` ('envoy' | 'istio' | 'envoy-gateway'),
+ * `headerMode` ('hold_headers' | 'hold_body'), `renderArgs` (more arguments to `render <shape>`), `watch`
  * (Envoy configured from the files `render envoy --watch` keeps in step with the gateway file, which
  * `gw.rewriteConfig()` rewrites), `provider` (a
  * GitHubProvider for upstream-mcp routes), and `routes`: a list of

@@ -142,7 +142,7 @@ function suiteOn(shape, version, headerMode, runName) {
         `Envoy fetched the module from the Wasm cache with its client certificate: ${JSON.stringify(fetched)}`);
       const image = gw.envoyGateway.served.image;
       if (image) assert.equal(image.manifestDigest, gw.envoyGateway.policy.spec.wasm[0].code.image.sha256, 'the policy\'s sha256 is the image\'s manifest digest');
-      t.diagnostic(`code ${gw.envoyGateway.served.originalUrl}${image ? ` (${image.variant})` : ''}, enabled on ${gw.envoyGateway.enabledRoutes} routes`);
+      t.diagnostic(`code ${gw.envoyGateway.served.originalUrl}${image ? ` (${image.variant})` : ''}, enabled on ${gw.envoyGateway.targetedRoutes} routes`);
     }
     assert.equal(Boolean(wasm.allow_on_headers_stop_iteration), holdsHeaders,
       holdsHeaders ? 'allow_on_headers_stop_iteration, set by the EnvoyFilter' : 'no allow_on_headers_stop_iteration: the shape cannot set it');
