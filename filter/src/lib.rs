@@ -14,8 +14,9 @@
 //! The protocol logic lives in plain modules without host calls, unit-tested natively:
 //! [`jwks`], [`access_token`], [`token_cache`], [`challenge`], [`request`], [`refresh`],
 //! [`revocation`], [`credentials`], [`client_session`], [`decision`], [`audit`],
-//! [`list_response`]. [`host`] is the thin proxy-wasm layer. Nothing here may panic: a panic
-//! traps the worker's VM.
+//! [`list_response`]. [`flow`] is the request flow built on them, host-free behind a small
+//! host trait (tested natively through a mock host); [`host`] is the thin proxy-wasm adapter.
+//! Nothing here may panic: a panic traps the worker's VM.
 #![cfg_attr(
     test,
     allow(
@@ -33,6 +34,7 @@ pub mod challenge;
 pub mod client_session;
 pub mod credentials;
 pub mod decision;
+pub mod flow;
 pub mod host;
 pub mod jwks;
 pub mod list_response;

@@ -6,13 +6,12 @@
 use std::rc::Rc;
 
 use mcpgate_config::{paths, FilterConfig};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, LogLevel, MapType};
 
-use super::headers::set_request_header;
-use super::http::{set_audit, Call, Http, State};
+use super::call_status;
+use super::exchange::{set_audit, Call, Exchange, State};
+use super::headers::{remove_request_header, set_request_header};
+use super::host::{Action, Host, LogLevel, Side};
 use super::internal_api::{call_body, NO_INTERNAL_API};
-use super::{call_status, log, now_secs};
 use crate::access_token;
 use crate::challenge;
 use crate::client_session::{self, Session, SessionAnswer};
@@ -20,10 +19,11 @@ use crate::credentials::{self, CacheKey};
 use crate::decision::Verdict;
 use crate::token_cache::hash_token;
 
-impl Http {
+impl Exchange {
     /// A request to a client route: the session cookie buys the app a TE and an assertion.
-    pub(super) fn on_client_route(
+    pub(super) fn on_client_route<H: Host>(
         &mut self,
+        host: &H,
         config: &FilterConfig,
         authority: &str,
         path: &str,
@@ -41,46 +41,57 @@ impl Http {
             return Action::Continue;
         };
         set_audit(
+            host,
             "mcpgate_request_id",
             &self.headers.get("x-request-id").unwrap_or_default(),
         );
-        set_audit("mcpgate_route", &route.name);
-        if !self.strip_gateway_headers() {
-            return self.respond(&challenge::unavailable(
-                "the request could not be processed",
-            ));
+        set_audit(host, "mcpgate_route", &route.name);
+        if !self.strip_gateway_headers(host) {
+            return self.respond(
+                host,
+                &challenge::unavailable("the request could not be processed"),
+            );
         }
         let cookies: Vec<&[u8]> = self.headers.all("cookie").collect();
         let Some(session) = client_session::find_session(&cookies).map(str::to_owned) else {
             self.vm_bump("mcpgate_session_total", "no_session");
-            return self.sign_in(config, &route.scheme, authority, path, "sign_in_required");
+            return self.sign_in(
+                host,
+                config,
+                &route.scheme,
+                authority,
+                path,
+                "sign_in_required",
+            );
         };
         let mut vm = vm_rc.borrow_mut();
-        let (Some(now), true) = (now_secs(), vm.internal_ready()) else {
+        let (Some(now), true) = (host.now(), vm.internal_ready()) else {
             vm.metrics.unavailable.bump();
             drop(vm);
             return self.respond_reason(
+                host,
                 &challenge::unavailable(NO_INTERNAL_API),
                 "session_unavailable",
             );
         };
         let key = credentials::cache_key(&vm.cache_scope, &route.url, &hash_token(&session));
         if let Some(cached) = vm
-            .cached_session(&key, now)
+            .cached_session(host, &key, now)
             .filter(|s| !s.is_revoked(&vm.revocations.list))
         {
             vm.bump_labelled("mcpgate_session_total", "cache_hit", "");
             drop(vm);
-            return if self.install_session(&cached) {
+            return if self.install_session(host, &cached) {
                 Action::Continue
             } else {
-                self.respond(&challenge::unavailable(
-                    "the request could not be processed",
-                ))
+                self.respond(
+                    host,
+                    &challenge::unavailable("the request could not be processed"),
+                )
             };
         }
         let body = client_session::request_body(&session, &route.url);
-        match vm.dispatch_internal("POST", paths::INTERNAL_SESSION, Some(&body), None) {
+        match vm.dispatch_internal(host, "POST", paths::INTERNAL_SESSION, Some(&body), None) {
             Ok(id) => {
                 self.call = Some((id, Call::Session { route: index, key }));
                 self.state = State::WaitingForSession;
@@ -88,28 +99,30 @@ impl Http {
             }
             Err(e) => {
                 drop(vm);
-                self.session_failed(&e)
+                self.session_failed(host, &e)
             }
         }
     }
 
     /// The session call-out could not be sent, or failed: 503.
-    fn session_failed(&mut self, reason: &str) -> Action {
+    fn session_failed<H: Host>(&mut self, host: &H, reason: &str) -> Action {
         if let Some(vm) = &self.vm {
             let mut vm = vm.borrow_mut();
-            vm.note_internal_failure("session", reason);
+            vm.note_internal_failure(host, "session", reason);
             vm.bump_labelled("mcpgate_session_total", "failed", "");
             vm.metrics.unavailable.bump();
         }
         self.respond_reason(
+            host,
             &challenge::unavailable(NO_INTERNAL_API),
             "session_unavailable",
         )
     }
 
     /// No usable session: a browser goes to sign in, anything else gets 401.
-    fn sign_in(
+    fn sign_in<H: Host>(
         &mut self,
+        host: &H,
         config: &FilterConfig,
         scheme: &str,
         authority: &str,
@@ -121,35 +134,26 @@ impl Http {
         let return_to = client_session::request_url(scheme, authority, path);
         let response =
             client_session::sign_in(&config.sign_in_url, &method, accept.as_deref(), &return_to);
-        self.respond_reason(&response, reason)
+        self.respond_reason(host, &response, reason)
     }
 
     /// The app's headers: its user's TE, the assertion, and the cookies minus the session.
-    fn install_session(&mut self, session: &Session) -> bool {
-        if !set_request_header("authorization", &format!("Bearer {}", session.token))
-            || !set_request_header(paths::ASSERTION_HEADER, &session.assertion)
+    fn install_session<H: Host>(&mut self, host: &H, session: &Session) -> bool {
+        if !set_request_header(host, "authorization", &format!("Bearer {}", session.token))
+            || !set_request_header(host, paths::ASSERTION_HEADER, &session.assertion)
         {
             return false;
         }
         let cookies: Vec<&[u8]> = self.headers.all("cookie").collect();
         let forwarded = client_session::strip_session(&cookies);
-        if !cookies.is_empty() {
-            if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, "cookie")
-            {
-                log(
-                    LogLevel::Error,
-                    &format!("mcpgate: cannot remove the Cookie header: {status:?}"),
-                );
-                return false;
-            }
+        if !cookies.is_empty() && !remove_request_header(host, "cookie", "Cookie") {
+            return false;
         }
         if let Some(forwarded) = forwarded {
-            if let Err(status) =
-                hostcalls::add_map_value_bytes(MapType::HttpRequestHeaders, "cookie", &forwarded)
-            {
-                log(
+            if let Err(e) = host.add_header(Side::Request, "cookie", &forwarded) {
+                host.log(
                     LogLevel::Error,
-                    &format!("mcpgate: cannot set the Cookie header: {status:?}"),
+                    &format!("mcpgate: cannot set the Cookie header: {e}"),
                 );
                 return false;
             }
@@ -161,42 +165,50 @@ impl Http {
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or_default()
         };
-        set_audit("mcpgate_sub", text("sub"));
-        set_audit("mcpgate_email", text("email"));
-        set_audit("mcpgate_client_id", text("client_id"));
-        set_audit("mcpgate_decision", Verdict::Allow.as_str());
-        set_audit("mcpgate_reason", "session");
+        set_audit(host, "mcpgate_sub", text("sub"));
+        set_audit(host, "mcpgate_email", text("email"));
+        set_audit(host, "mcpgate_client_id", text("client_id"));
+        set_audit(host, "mcpgate_decision", Verdict::Allow.as_str());
+        set_audit(host, "mcpgate_reason", "session");
         true
     }
 
     /// The session call-out answered.
-    pub(super) fn on_session_answer(&mut self, route: usize, key: CacheKey, body_size: usize) {
+    pub(super) fn on_session_answer<H: Host>(
+        &mut self,
+        host: &H,
+        route: usize,
+        key: CacheKey,
+        body_size: usize,
+    ) {
         if !matches!(self.state, State::WaitingForSession) {
             return;
         }
         let Some(vm_rc) = self.vm.clone() else { return };
         let mut vm = vm_rc.borrow_mut();
         let config = Rc::clone(&vm.config);
-        let status = call_status();
-        let answer = client_session::parse_session_answer(status.as_deref(), &call_body(body_size));
+        let status = call_status(host);
+        let answer =
+            client_session::parse_session_answer(status.as_deref(), &call_body(host, body_size));
         let Some(r) = config.client_routes.get(route) else {
             drop(vm);
-            self.respond(&challenge::unavailable("route configuration changed"));
+            self.respond(host, &challenge::unavailable("route configuration changed"));
             return;
         };
         match answer {
             SessionAnswer::Granted(session) => {
                 vm.internal_ok();
                 vm.bump_labelled("mcpgate_session_total", "granted", "");
-                vm.store_session(&key, &session, now_secs().unwrap_or(0));
+                vm.store_session(host, &key, &session, host.now().unwrap_or(0));
                 drop(vm);
-                if self.install_session(&session) {
+                if self.install_session(host, &session) {
+                    // The caller lets the held headers go on.
                     self.state = State::Idle;
-                    self.resume_request();
                 } else {
-                    self.respond(&challenge::unavailable(
-                        "the request could not be processed",
-                    ));
+                    self.respond(
+                        host,
+                        &challenge::unavailable("the request could not be processed"),
+                    );
                 }
             }
             SessionAnswer::Invalid => {
@@ -205,11 +217,18 @@ impl Http {
                 drop(vm);
                 let authority = self.headers.authority();
                 let path = self.headers.get(":path").unwrap_or_default();
-                self.sign_in(&config, &r.scheme, &authority, &path, "invalid_session");
+                self.sign_in(
+                    host,
+                    &config,
+                    &r.scheme,
+                    &authority,
+                    &path,
+                    "invalid_session",
+                );
             }
             SessionAnswer::Failed(reason) => {
                 drop(vm);
-                self.session_failed(&reason);
+                self.session_failed(host, &reason);
             }
         }
     }

@@ -6,28 +6,29 @@
 use std::rc::Rc;
 
 use mcpgate_config::paths;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, LogLevel, MapType};
 
+use super::call_status;
+use super::exchange::{Call, Exchange, Rejection};
 use super::headers::Headers;
-use super::http::{Call, Http, Rejection};
-use super::{call_status, log};
+use super::host::{Action, Host, LogLevel, Side};
 use crate::challenge;
 use crate::credentials;
 
-impl Http {
+impl Exchange {
     /// Response headers on a route with upstream OAuth: did the MCP server refuse the user's
     /// upstream token? Then forget it (here and in the token service) and ask the user to
     /// reconnect instead of passing the refusal on. `Some(action)` when so.
-    pub(super) fn check_upstream_rejection(&mut self, rejection: Rejection) -> Option<Action> {
-        let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
-            .ok()
-            .flatten()?;
-        let status = std::str::from_utf8(&status).ok()?;
+    pub(super) fn check_upstream_rejection<H: Host>(
+        &mut self,
+        host: &H,
+        rejection: Rejection,
+    ) -> Option<Action> {
+        let headers = Headers::read(host, Side::Response);
+        let status = headers.get(":status")?;
+        let status = status.as_str();
         if status != "401" && status != "403" {
             return None;
         }
-        let headers = Headers::read(MapType::HttpResponseHeaders);
         if !credentials::is_upstream_rejection(Some(status), headers.all("www-authenticate")) {
             return None;
         }
@@ -37,7 +38,7 @@ impl Http {
         let route = rejection.route;
         let r = config.routes.get(route)?;
         let key = credentials::cache_key(&vm.cache_scope, &r.resource, &self.token_hash);
-        vm.drop_credentials(&key);
+        vm.drop_credentials(host, &key);
         vm.bump_labelled(
             "mcpgate_upstream_rejected_total",
             if status == "401" {
@@ -47,7 +48,7 @@ impl Http {
             },
             "",
         );
-        log(
+        host.log(
             LogLevel::Info,
             &format!(
                 "mcpgate: route {}: the MCP server refused the upstream token ({status}); the \
@@ -57,23 +58,34 @@ impl Http {
         );
         let body = credentials::request_body(&r.resource, &rejection.token);
         drop(rejection);
-        match vm.dispatch_internal("POST", paths::INTERNAL_UPSTREAM_REJECTED, Some(&body), None) {
+        match vm.dispatch_internal(
+            host,
+            "POST",
+            paths::INTERNAL_UPSTREAM_REJECTED,
+            Some(&body),
+            None,
+        ) {
             Ok(id) => {
                 self.call = Some((id, Call::UpstreamRejected { route }));
                 self.response_paused = true;
                 Some(Action::Pause)
             }
             Err(e) => {
-                vm.note_internal_failure("upstream rejection", &e);
+                vm.note_internal_failure(host, "upstream rejection", &e);
                 drop(vm);
-                Some(self.respond_upstream_rejected(r))
+                Some(self.respond_upstream_rejected(host, r))
             }
         }
     }
 
-    fn respond_upstream_rejected(&mut self, route: &mcpgate_config::FilterRoute) -> Action {
+    fn respond_upstream_rejected<H: Host>(
+        &mut self,
+        host: &H,
+        route: &mcpgate_config::FilterRoute,
+    ) -> Action {
         self.response_paused = false;
         self.respond_reason(
+            host,
             &credentials::upstream_authorization_required(
                 &route.resource_metadata_url,
                 &route.connect_url,
@@ -83,13 +95,13 @@ impl Http {
     }
 
     /// The token service heard of the upstream rejection (or did not answer in time).
-    pub(super) fn on_upstream_rejected_answer(&mut self, route: usize) {
-        let status = call_status();
+    pub(super) fn on_upstream_rejected_answer<H: Host>(&mut self, host: &H, route: usize) {
+        let status = call_status(host);
         if status.as_deref() != Some("204") {
             let reason = credentials::unexpected_status(status.as_deref(), "");
             if let Some(vm) = &self.vm {
                 vm.borrow_mut()
-                    .note_internal_failure("upstream rejection", &reason);
+                    .note_internal_failure(host, "upstream rejection", &reason);
             }
         }
         let Some(config) = self.vm.as_ref().map(|vm| Rc::clone(&vm.borrow().config)) else {
@@ -97,11 +109,11 @@ impl Http {
         };
         match config.routes.get(route) {
             Some(r) => {
-                self.respond_upstream_rejected(r);
+                self.respond_upstream_rejected(host, r);
             }
             None => {
                 self.response_paused = false;
-                self.respond(&challenge::unavailable("route configuration changed"));
+                self.respond(host, &challenge::unavailable("route configuration changed"));
             }
         }
     }

@@ -6,12 +6,11 @@
 use std::rc::Rc;
 
 use mcpgate_policy::Identity;
-use proxy_wasm::types::{Action, LogLevel, MapType};
 
+use super::exchange::{set_audit, Call, Exchange, RequestInfo, State};
 use super::headers::Headers;
-use super::http::{set_audit, Call, Http, RequestInfo, State};
+use super::host::{Action, Host, LogLevel, Side};
 use super::vm::Vm;
-use super::{log, now_secs};
 use crate::access_token::{self, TokenError};
 use crate::challenge::{self, LocalResponse};
 use crate::request;
@@ -27,7 +26,7 @@ pub(super) enum Decision {
     FetchKeys,
 }
 
-impl Http {
+impl Exchange {
     pub(super) fn reject(vm: &Vm, route: usize, error: Option<&str>) -> Decision {
         vm.metrics.rejected.bump();
         let (metadata_url, scopes) = match vm.config.routes.get(route) {
@@ -47,7 +46,8 @@ impl Http {
 
     /// Verify `token` for route index `route` at `now` (Unix seconds; `None`: no clock).
     /// `may_fetch`: a JWKS fetch may still help.
-    fn decide(
+    fn decide<H: Host>(
+        host: &H,
         vm: &mut Vm,
         token: &str,
         hash: &TokenHash,
@@ -66,10 +66,10 @@ impl Http {
         if let Some(claims) = vm.cache.get(hash, now, leeway) {
             let result = claims.identity_for_route(resource, now, leeway, &vm.revocations.list);
             vm.metrics.cache_hits.bump();
-            return Self::finish(vm, route, result);
+            return Self::finish(host, vm, route, result);
         }
         if vm.jwks.keys.is_none() {
-            vm.sync_keys();
+            vm.sync_keys(host);
         }
         let Some(keys) = vm.jwks.keys.clone() else {
             return if may_fetch {
@@ -82,25 +82,30 @@ impl Http {
             Ok(claims) => {
                 let result = claims.identity_for_route(resource, now, leeway, &vm.revocations.list);
                 vm.cache.insert(*hash, claims, now, leeway);
-                Self::finish(vm, route, result)
+                Self::finish(host, vm, route, result)
             }
             Err(TokenError::UnknownKeyId) if may_fetch => {
                 // Maybe another VM already has the new keys; otherwise refresh, rate limited.
-                vm.sync_keys();
+                vm.sync_keys(host);
                 if vm.jwks.keys.as_ref().is_some_and(|k| !Rc::ptr_eq(k, &keys)) {
-                    return Self::decide(vm, token, hash, route, Some(now), false);
+                    return Self::decide(host, vm, token, hash, route, Some(now), false);
                 }
                 if vm.jwks.refresher.try_force(now) {
                     Decision::FetchKeys
                 } else {
-                    Self::finish(vm, route, Err(TokenError::UnknownKeyId))
+                    Self::finish(host, vm, route, Err(TokenError::UnknownKeyId))
                 }
             }
-            Err(e) => Self::finish(vm, route, Err(e)),
+            Err(e) => Self::finish(host, vm, route, Err(e)),
         }
     }
 
-    fn finish(vm: &Vm, route: usize, result: Result<Rc<Identity>, TokenError>) -> Decision {
+    fn finish<H: Host>(
+        host: &H,
+        vm: &Vm,
+        route: usize,
+        result: Result<Rc<Identity>, TokenError>,
+    ) -> Decision {
         match result {
             Ok(identity) => {
                 vm.metrics.accepted.bump();
@@ -113,7 +118,7 @@ impl Http {
                     .get(route)
                     .map(|r| r.name.as_str())
                     .unwrap_or("?");
-                log(
+                host.log(
                     LogLevel::Debug,
                     &format!("mcpgate: route {name}: rejected token: {e}"),
                 );
@@ -128,12 +133,12 @@ impl Http {
         }
     }
 
-    pub(super) fn on_headers(&mut self, end_of_stream: bool) -> Action {
+    pub(super) fn on_headers<H: Host>(&mut self, host: &H, end_of_stream: bool) -> Action {
         let Some(vm_rc) = self.vm.clone() else {
             return Action::Continue;
         };
         let config = Rc::clone(&vm_rc.borrow().config);
-        self.headers = Headers::read(MapType::HttpRequestHeaders);
+        self.headers = Headers::read(host, Side::Request);
         let authority = self.headers.authority();
         let path = self.headers.get(":path").unwrap_or_default();
         let Some(route) = config
@@ -142,8 +147,9 @@ impl Http {
         else {
             // Not a server route: a client route, or nothing of ours (reserved paths belong to
             // the token service).
-            return self.on_client_route(&config, &authority, &path);
+            return self.on_client_route(host, &config, &authority, &path);
         };
+        self.route = Some(route);
         let mut vm = vm_rc.borrow_mut();
         vm.metrics.requests.bump();
         self.has_body = !end_of_stream;
@@ -151,12 +157,12 @@ impl Http {
         let method = self.headers.get(":method").unwrap_or_default();
         if request::is_preflight(&method, self.headers.has("access-control-request-method")) {
             drop(vm);
-            return self.respond(&challenge::preflight());
+            return self.respond(host, &challenge::preflight());
         }
         let request_id = self.headers.get("x-request-id").unwrap_or_default();
-        set_audit("mcpgate_request_id", &request_id);
+        set_audit(host, "mcpgate_request_id", &request_id);
         if let Some(route) = config.routes.get(route) {
-            set_audit("mcpgate_route", &route.name);
+            set_audit(host, "mcpgate_route", &route.name);
         }
 
         let values: Vec<&[u8]> = self.headers.all("authorization").collect();
@@ -165,64 +171,82 @@ impl Http {
             Err(e) => {
                 let decision = Self::reject(&vm, route, e.description());
                 drop(vm);
-                return self.act_on_headers(decision, route, "");
+                return self.act_on_headers(host, decision, route, "");
             }
         };
         self.token_hash = hash_token(&token);
         // One clock read for the token check and the credentials cache.
-        self.now = now_secs();
-        let decision = Self::decide(&mut vm, &token, &self.token_hash, route, self.now, true);
+        self.now = host.now();
+        let decision = Self::decide(
+            host,
+            &mut vm,
+            &token,
+            &self.token_hash,
+            route,
+            self.now,
+            true,
+        );
         if let Decision::FetchKeys = decision {
-            if let Ok(id) = vm.dispatch_fetch() {
+            if let Ok(id) = vm.dispatch_fetch(host) {
                 self.call = Some((id, Call::Keys));
                 self.state = State::WaitingForKeys { token, route };
                 return Action::Pause;
             }
             let fallback = if vm.jwks.keys.is_some() {
-                Self::finish(&vm, route, Err(TokenError::UnknownKeyId))
+                Self::finish(host, &vm, route, Err(TokenError::UnknownKeyId))
             } else {
                 Self::unavailable(&vm, NO_KEYS)
             };
             drop(vm);
-            return self.act_on_headers(fallback, route, &token);
+            return self.act_on_headers(host, fallback, route, &token);
         }
         drop(vm);
-        self.act_on_headers(decision, route, &token)
+        self.act_on_headers(host, decision, route, &token)
     }
 
-    fn act_on_headers(&mut self, decision: Decision, route: usize, token: &str) -> Action {
+    fn act_on_headers<H: Host>(
+        &mut self,
+        host: &H,
+        decision: Decision,
+        route: usize,
+        token: &str,
+    ) -> Action {
         match decision {
             Decision::Accept(identity) => {
-                if !self.accept(identity, route) {
-                    return self.respond(&challenge::unavailable(
-                        "the request could not be processed",
-                    ));
-                }
-                if let Some(action) = self.start_credentials(route, token) {
-                    return action;
-                }
-                if let Some(action) = self.check_request_headers() {
-                    return action;
-                }
-                match self.state {
-                    State::Reading(_)
-                    | State::Allowed
-                    | State::WaitingForSession
-                    | State::Answered => Action::Pause,
-                    State::Idle | State::WaitingForKeys { .. } | State::Forwarded => {
-                        Action::Continue
-                    }
-                }
+                self.after_token(host, identity, route, token);
+                self.header_action()
             }
-            Decision::Respond(response, reason) => self.respond_reason(&response, reason),
+            Decision::Respond(response, reason) => self.respond_reason(host, &response, reason),
             // Not reached: callers dispatch the fetch themselves; fail closed all the same.
-            Decision::FetchKeys => self.respond(&challenge::unavailable(NO_KEYS)),
+            Decision::FetchKeys => self.respond(host, &challenge::unavailable(NO_KEYS)),
         }
+    }
+
+    /// The token is accepted: credentials stripped, the upstream credentials set or asked for,
+    /// and a body-less request decided or a body's headers checked (or a local answer).
+    fn after_token<H: Host>(
+        &mut self,
+        host: &H,
+        identity: Rc<Identity>,
+        route: usize,
+        token: &str,
+    ) {
+        if !self.accept(host, identity, route) {
+            self.respond(
+                host,
+                &challenge::unavailable("the request could not be processed"),
+            );
+            return;
+        }
+        if self.start_credentials(host, route, token) {
+            return; // answered
+        }
+        self.check_request_headers(host);
     }
 
     /// The token is good: strip it, remember who is calling and write the identity fields.
-    fn accept(&mut self, identity: Rc<Identity>, route: usize) -> bool {
-        if !self.strip_credentials() {
+    fn accept<H: Host>(&mut self, host: &H, identity: Rc<Identity>, route: usize) -> bool {
+        if !self.strip_credentials(host) {
             return false;
         }
         let Some(runtime) = self
@@ -232,12 +256,14 @@ impl Http {
         else {
             return false;
         };
-        set_audit("mcpgate_sub", &identity.user);
+        set_audit(host, "mcpgate_sub", &identity.user);
         set_audit(
+            host,
             "mcpgate_email",
             identity.email.as_deref().unwrap_or_default(),
         );
         set_audit(
+            host,
             "mcpgate_client_id",
             identity
                 .claims
@@ -256,7 +282,7 @@ impl Http {
     }
 
     /// The keys call-out answered.
-    pub(super) fn on_keys_answer(&mut self, body_size: usize) {
+    pub(super) fn on_keys_answer<H: Host>(&mut self, host: &H, body_size: usize) {
         let State::WaitingForKeys { token, route } =
             std::mem::replace(&mut self.state, State::Answered)
         else {
@@ -265,53 +291,48 @@ impl Http {
         let Some(vm_rc) = self.vm.clone() else { return };
         let decision = {
             let mut vm = vm_rc.borrow_mut();
-            let _ = vm.accept_fetch(body_size);
-            self.now = now_secs();
-            Self::decide(&mut vm, &token, &self.token_hash, route, self.now, false)
+            let _ = vm.accept_fetch(host, body_size);
+            self.now = host.now();
+            Self::decide(
+                host,
+                &mut vm,
+                &token,
+                &self.token_hash,
+                route,
+                self.now,
+                false,
+            )
         };
         match decision {
             Decision::Accept(identity) => {
                 self.state = State::Idle;
-                self.resume_after_keys(identity, route, &token);
+                self.resume_after_keys(host, identity, route, &token);
             }
             Decision::Respond(response, reason) => {
-                self.respond_reason(&response, reason);
+                self.respond_reason(host, &response, reason);
             }
             Decision::FetchKeys => {
-                self.respond(&challenge::unavailable(NO_KEYS));
+                self.respond(host, &challenge::unavailable(NO_KEYS));
             }
         }
     }
 
-    /// The keys arrived for a request that waited: finish what its headers could not.
-    fn resume_after_keys(&mut self, identity: Rc<Identity>, route: usize, token: &str) {
-        if !self.accept(identity, route) {
-            self.respond(&challenge::unavailable(
-                "the request could not be processed",
-            ));
-            return;
-        }
-        if self.start_credentials(route, token).is_some() {
-            return; // answered
-        }
-        if self.check_request_headers().is_some() {
-            return; // answered, or allowed and held for its credentials
-        }
-        let allowed = match self.state {
-            State::Forwarded => true,
-            State::Reading(_) => {
-                let (seen, complete) = self.waiting_body;
-                // The rest of the body still comes through the body callback.
-                self.read_body_or_reject(seen) && complete && self.decide_body()
+    /// The keys arrived for a request that waited: finish what its headers could not. The
+    /// caller lets the headers go on when the header phase would have.
+    fn resume_after_keys<H: Host>(
+        &mut self,
+        host: &H,
+        identity: Rc<Identity>,
+        route: usize,
+        token: &str,
+    ) {
+        self.after_token(host, identity, route, token);
+        if matches!(self.state, State::Reading(_)) && self.holds_headers {
+            let (seen, complete) = self.waiting_body;
+            // The rest of the body still comes through the body callback.
+            if self.read_body_or_reject(host, seen) && complete {
+                self.decide_body(host);
             }
-            State::Idle
-            | State::WaitingForKeys { .. }
-            | State::Allowed
-            | State::WaitingForSession
-            | State::Answered => false,
-        };
-        if allowed {
-            self.resume_request();
         }
     }
 }

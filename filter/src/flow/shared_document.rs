@@ -11,10 +11,7 @@
 
 use std::marker::PhantomData;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel};
-
-use super::log;
+use super::host::{Host, LogLevel};
 use crate::refresh;
 
 /// A kind of shared document.
@@ -60,15 +57,15 @@ impl<D: Document> SharedDocument<D> {
 
     /// The shared copy, parsed, when another VM (or this one) published one this VM has not
     /// adopted yet. The caller installs it: it counts as adopted.
-    pub(super) fn newer(&mut self) -> Option<(D, D::Stamp)> {
-        let Ok((Some(value), cas)) = hostcalls::get_shared_data(&self.key) else {
+    pub(super) fn newer<H: Host>(&mut self, host: &H) -> Option<(D, D::Stamp)> {
+        let Ok((Some(value), cas)) = host.shared_data(&self.key) else {
             return None;
         };
         if cas.is_some() && cas == self.adopted {
             return None;
         }
         let Some((stamp, document)) = D::decode_shared(&value) else {
-            log(
+            host.log(
                 LogLevel::Warn,
                 &format!("mcpgate: ignoring an unreadable shared {}", D::UNREADABLE),
             );
@@ -80,7 +77,7 @@ impl<D: Document> SharedDocument<D> {
                 Some((parsed, stamp))
             }
             Err(e) => {
-                log(
+                host.log(
                     LogLevel::Warn,
                     &format!("mcpgate: ignoring the shared {}: {e}", D::NAME),
                 );
@@ -90,7 +87,7 @@ impl<D: Document> SharedDocument<D> {
     }
 
     /// The document in the call-out answer being handled: its bytes and what they parse to.
-    pub(super) fn read_answer(body_size: usize) -> Result<(Vec<u8>, D), String> {
+    pub(super) fn read_answer<H: Host>(host: &H, body_size: usize) -> Result<(Vec<u8>, D), String> {
         if body_size > D::MAX_BYTES {
             return Err(format!(
                 "{} is larger than {} bytes",
@@ -98,9 +95,9 @@ impl<D: Document> SharedDocument<D> {
                 D::MAX_BYTES
             ));
         }
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .map_err(|s| format!("cannot read {}: {s:?}", D::BODY))?
-            .unwrap_or_default();
+        let body = host
+            .call_answer_body(body_size)
+            .map_err(|e| format!("cannot read {}: {e}", D::BODY))?;
         let parsed = D::parse(&body)?;
         Ok((body, parsed))
     }
@@ -109,48 +106,50 @@ impl<D: Document> SharedDocument<D> {
     /// by compare-and-swap against the value shared now; the caller installs the copy: it counts
     /// as adopted. A lost race adopts nothing: the other VM's copy, as fresh, is adopted on the
     /// next sync.
-    pub(super) fn publish_compare_and_swap(&mut self, value: &[u8]) {
-        let (_, cas) = hostcalls::get_shared_data(&self.key).unwrap_or((None, None));
-        let published = hostcalls::set_shared_data(&self.key, Some(value), cas).is_ok();
-        self.adopted = if published { self.shared_cas() } else { None };
+    pub(super) fn publish_compare_and_swap<H: Host>(&mut self, host: &H, value: &[u8]) {
+        let (_, cas) = host.shared_data(&self.key).unwrap_or((None, None));
+        let published = host.set_shared_data(&self.key, value, cas).is_ok();
+        self.adopted = if published {
+            self.shared_cas(host)
+        } else {
+            None
+        };
     }
 
     /// Shares this VM's fresh copy (`value`, as for [`Self::publish_compare_and_swap`]) only when
     /// it differs from the shared value, since every VM re-reads the document when the shared
     /// value changes; a write the host refuses is logged. The caller installs the copy: the value
     /// shared afterwards counts as adopted either way.
-    pub(super) fn publish_if_changed(&mut self, value: &[u8]) {
-        let (current, _) = hostcalls::get_shared_data(&self.key).unwrap_or((None, None));
+    pub(super) fn publish_if_changed<H: Host>(&mut self, host: &H, value: &[u8]) {
+        let (current, _) = host.shared_data(&self.key).unwrap_or((None, None));
         if current.as_deref() != Some(value) {
-            if let Err(status) = hostcalls::set_shared_data(&self.key, Some(value), None) {
-                log(
+            if let Err(e) = host.set_shared_data(&self.key, value, None) {
+                host.log(
                     LogLevel::Warn,
-                    &format!("mcpgate: cannot share the {}: {status:?}", D::NAME),
+                    &format!("mcpgate: cannot share the {}: {e}", D::NAME),
                 );
             }
         }
-        self.adopted = self.shared_cas();
+        self.adopted = self.shared_cas(host);
     }
 
-    fn shared_cas(&self) -> Option<u32> {
-        hostcalls::get_shared_data(&self.key)
-            .ok()
-            .and_then(|(_, cas)| cas)
+    fn shared_cas<H: Host>(&self, host: &H) -> Option<u32> {
+        host.shared_data(&self.key).ok().and_then(|(_, cas)| cas)
     }
 
     /// Claims the fetch for this VM until `until`, unless the lease says it is not free at `now`
     /// (another VM is fetching, or the next fetch is not due).
-    pub(super) fn claim_lease(&self, now: u64, until: u64) -> bool {
-        let (lease, cas) = hostcalls::get_shared_data(&self.lease_key).unwrap_or((None, None));
+    pub(super) fn claim_lease<H: Host>(&self, host: &H, now: u64, until: u64) -> bool {
+        let (lease, cas) = host.shared_data(&self.lease_key).unwrap_or((None, None));
         if !refresh::lease_is_free(lease.as_deref(), now) {
             return false;
         }
-        hostcalls::set_shared_data(&self.lease_key, Some(until.to_string().as_bytes()), cas).is_ok()
+        host.set_shared_data(&self.lease_key, until.to_string().as_bytes(), cas)
+            .is_ok()
     }
 
     /// Sets the lease to `until` whoever holds it (`0`: free).
-    pub(super) fn set_lease(&self, until: u64) {
-        let _ =
-            hostcalls::set_shared_data(&self.lease_key, Some(until.to_string().as_bytes()), None);
+    pub(super) fn set_lease<H: Host>(&self, host: &H, until: u64) {
+        let _ = host.set_shared_data(&self.lease_key, until.to_string().as_bytes(), None);
     }
 }

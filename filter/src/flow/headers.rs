@@ -1,21 +1,18 @@
 //! The request headers, read once per request, and the changes the filter makes to them.
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType};
-
-use super::http::Http;
-use super::log;
+use super::exchange::Exchange;
+use super::host::{Host, LogLevel, Side};
 use crate::request;
 
 /// A header map read with one host call. In V8 every host call that returns data costs a few
 /// microseconds (the host calls back into the module to allocate), so a request's headers are
 /// read once and looked up here instead of one `get_map_value` per header.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(super) struct Headers(Vec<(String, Vec<u8>)>);
 
 impl Headers {
-    pub(super) fn read(map: MapType) -> Self {
-        Headers(hostcalls::get_map_bytes(map).unwrap_or_default())
+    pub(super) fn read<H: Host>(host: &H, side: Side) -> Self {
+        Headers(host.headers(side))
     }
 
     fn raw(&self, name: &str) -> Option<&[u8]> {
@@ -52,23 +49,37 @@ impl Headers {
 }
 
 /// Sets (replaces) a request header; false (logged) when the host refuses.
-pub(super) fn set_request_header(name: &str, value: &str) -> bool {
-    match hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)) {
+pub(super) fn set_request_header<H: Host>(host: &H, name: &str, value: &str) -> bool {
+    match host.set_header(Side::Request, name, value.as_bytes()) {
         Ok(()) => true,
-        Err(status) => {
-            log(
+        Err(e) => {
+            host.log(
                 LogLevel::Error,
-                &format!("mcpgate: cannot set the {name} header: {status:?}"),
+                &format!("mcpgate: cannot set the {name} header: {e}"),
             );
             false
         }
     }
 }
 
-impl Http {
+/// Removes a request header; false (logged) when the host refuses.
+pub(super) fn remove_request_header<H: Host>(host: &H, name: &str, what: &str) -> bool {
+    match host.remove_header(Side::Request, name) {
+        Ok(()) => true,
+        Err(e) => {
+            host.log(
+                LogLevel::Error,
+                &format!("mcpgate: cannot remove the {what} header: {e}"),
+            );
+            false
+        }
+    }
+}
+
+impl Exchange {
     /// Remove the client's `Authorization` and every `x-mcpgate-*` header it sent: only the
     /// filter sets those.
-    pub(super) fn strip_gateway_headers(&mut self) -> bool {
+    pub(super) fn strip_gateway_headers<H: Host>(&mut self, host: &H) -> bool {
         let mut gateway: Vec<&str> = self
             .headers
             .0
@@ -78,33 +89,20 @@ impl Http {
             .collect();
         gateway.dedup();
         for name in gateway {
-            if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name) {
-                log(
-                    LogLevel::Error,
-                    &format!("mcpgate: cannot remove the {name} header: {status:?}"),
-                );
+            if !remove_request_header(host, name, name) {
                 return false;
             }
         }
-        match hostcalls::remove_map_value(MapType::HttpRequestHeaders, "authorization") {
-            Ok(()) => true,
-            Err(status) => {
-                log(
-                    LogLevel::Error,
-                    &format!("mcpgate: cannot remove the Authorization header: {status:?}"),
-                );
-                false
-            }
-        }
+        remove_request_header(host, "authorization", "Authorization")
     }
 
     /// Strip the client's credentials before the request goes upstream.
-    pub(super) fn strip_credentials(&mut self) -> bool {
+    pub(super) fn strip_credentials<H: Host>(&mut self, host: &H) -> bool {
         // Also ask the MCP server for uncompressed answers: list answers must be readable to be
         // filtered (an encoded one is replaced by an error). Failing to remove it is harmless.
         if self.headers.has("accept-encoding") {
-            let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, "accept-encoding");
+            let _ = host.remove_header(Side::Request, "accept-encoding");
         }
-        self.strip_gateway_headers()
+        self.strip_gateway_headers(host)
     }
 }

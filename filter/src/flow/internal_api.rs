@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use mcpgate_config::paths;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::BufferType;
 
+use super::host::{CallOut, Host};
 use super::log_failure;
 use super::vm::Vm;
 use crate::client_session::Session;
@@ -29,15 +28,9 @@ pub(super) struct Internal {
 }
 
 /// The call-out answer's body, at most `MAX_ANSWER_BYTES + 1` bytes (more is refused anyway).
-pub(super) fn call_body(body_size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(
-        BufferType::HttpCallResponseBody,
-        0,
-        body_size.min(MAX_ANSWER_BYTES.saturating_add(1)),
-    )
-    .ok()
-    .flatten()
-    .unwrap_or_default()
+pub(super) fn call_body<H: Host>(host: &H, body_size: usize) -> Vec<u8> {
+    host.call_answer_body(body_size.min(MAX_ANSWER_BYTES.saturating_add(1)))
+        .unwrap_or_default()
 }
 
 impl Vm {
@@ -50,8 +43,9 @@ impl Vm {
 
     /// Sends a call-out to the internal API from the current context; its answer comes to that
     /// context. The secret goes in `authorization`, never into a log line.
-    pub(super) fn dispatch_internal(
+    pub(super) fn dispatch_internal<H: Host>(
         &self,
+        host: &H,
         method: &str,
         path: &str,
         body: Option<&[u8]>,
@@ -74,20 +68,20 @@ impl Vm {
             headers.push(("content-type", "application/json"));
         }
         headers.extend(extra);
-        hostcalls::dispatch_http_call(
-            &internal.cluster,
+        host.dispatch(&CallOut {
+            cluster: &internal.cluster,
             headers,
             body,
-            vec![],
-            Duration::from_secs(CALL_TIMEOUT_SECONDS),
-        )
-        .map_err(|status| format!("cannot call cluster {}: {status:?}", internal.cluster))
+            timeout: Duration::from_secs(CALL_TIMEOUT_SECONDS),
+        })
+        .map_err(|e| format!("cannot call cluster {}: {e}", internal.cluster))
     }
 
     /// Count a failed internal API call-out; warn on the first of a run and every 100th after.
-    pub(super) fn note_internal_failure(&mut self, what: &str, reason: &str) {
+    pub(super) fn note_internal_failure<H: Host>(&mut self, host: &H, what: &str, reason: &str) {
         let warn = self.internal_failures.failed(100);
         log_failure(
+            host,
             warn,
             &format!(
                 "mcpgate: {what} from the token service failed ({} in a row): {reason}",
@@ -103,8 +97,9 @@ impl Vm {
     /// This VM's copy first, then the shared table (a hit there is copied here).
     /// `disconnected_at`: when the token service last deleted the user's upstream token for the
     /// route (an entry fetched at or before then is a miss).
-    pub(super) fn cached_credentials(
+    pub(super) fn cached_credentials<H: Host>(
         &mut self,
+        host: &H,
         key: &CacheKey,
         now: u64,
         upstream_oauth: bool,
@@ -118,15 +113,16 @@ impl Vm {
             }
         }
         let name = credentials::slot_name(CREDENTIALS_TABLE, key);
-        let value = hostcalls::get_shared_data(&name).ok()?.0?;
+        let value = host.shared_data(&name).ok()?.0?;
         let found = Credentials::decode(&value, key, now, upstream_oauth, disconnected_at)?;
         self.local_credentials.put(key, value);
         Some(found)
     }
 
     /// `fetched_at`: when the call-out that answered `value` was sent.
-    pub(super) fn store_credentials(
+    pub(super) fn store_credentials<H: Host>(
         &mut self,
+        host: &H,
         key: &CacheKey,
         value: &Credentials,
         fetched_at: u64,
@@ -135,34 +131,45 @@ impl Vm {
         if value.reuse_until(fetched_at) > now {
             if let Some(entry) = value.encode(key, fetched_at) {
                 let name = credentials::slot_name(CREDENTIALS_TABLE, key);
-                let _ = hostcalls::set_shared_data(&name, Some(&entry), None);
+                let _ = host.set_shared_data(&name, &entry, None);
                 self.local_credentials.put(key, entry);
             }
         }
     }
 
     /// Empties `key`'s slot, here and in the shared table, if it holds `key`'s entry.
-    pub(super) fn drop_credentials(&mut self, key: &CacheKey) {
+    pub(super) fn drop_credentials<H: Host>(&mut self, host: &H, key: &CacheKey) {
         self.local_credentials.remove(key);
         let name = credentials::slot_name(CREDENTIALS_TABLE, key);
-        if let Ok((Some(value), cas)) = hostcalls::get_shared_data(&name) {
+        if let Ok((Some(value), cas)) = host.shared_data(&name) {
             if credentials::decode_entry(&value, key, 0).is_some() {
-                let _ = hostcalls::set_shared_data(&name, Some(b""), cas);
+                let _ = host.set_shared_data(&name, b"", cas);
             }
         }
     }
 
-    pub(super) fn cached_session(&self, key: &CacheKey, now: u64) -> Option<Session> {
+    pub(super) fn cached_session<H: Host>(
+        &self,
+        host: &H,
+        key: &CacheKey,
+        now: u64,
+    ) -> Option<Session> {
         let name = credentials::slot_name(SESSION_TABLE, key);
-        let (value, _) = hostcalls::get_shared_data(&name).ok()?;
+        let (value, _) = host.shared_data(&name).ok()?;
         Session::decode(&value?, key, now)
     }
 
-    pub(super) fn store_session(&self, key: &CacheKey, session: &Session, now: u64) {
+    pub(super) fn store_session<H: Host>(
+        &self,
+        host: &H,
+        key: &CacheKey,
+        session: &Session,
+        now: u64,
+    ) {
         if session.cache_until > now {
             if let Some(entry) = session.encode(key) {
                 let name = credentials::slot_name(SESSION_TABLE, key);
-                let _ = hostcalls::set_shared_data(&name, Some(&entry), None);
+                let _ = host.set_shared_data(&name, &entry, None);
             }
         }
     }

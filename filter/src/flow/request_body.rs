@@ -5,27 +5,28 @@
 use mcpgate_protocol::body::BodyAccumulator;
 use mcpgate_protocol::jsonrpc::Limits;
 use mcpgate_protocol::request_checks;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, BufferType};
 
-use super::http::{set_audit, Creds, Http, RequestInfo, State};
+use super::exchange::{set_audit, Creds, Exchange, RequestInfo, State};
+use super::host::{Action, Host, Side};
 use crate::credentials::RequestIds;
 use crate::decision::{self, DecisionContext, Outcome};
 use crate::list_response::ListResponse;
 
-impl Http {
+impl Exchange {
     /// After the token check: a body-less request is decided now; a request with a body gets its
-    /// header checks and moves to [`State::Reading`]. `Some(action)` when answered locally (or
-    /// held for its credentials).
-    pub(super) fn check_request_headers(&mut self) -> Option<Action> {
+    /// header checks and moves to [`State::Reading`] (or is answered locally).
+    pub(super) fn check_request_headers<H: Host>(&mut self, host: &H) {
         if self.answered() {
-            return Some(Action::Pause);
+            return;
         }
-        let request = self.request.as_ref()?;
+        let Some(request) = self.request.as_ref() else {
+            return;
+        };
         if !self.has_body {
             let outcome =
                 decision::decide_without_body(&self.context(request), &request.http_method);
-            return (!self.apply(outcome)).then_some(Action::Pause);
+            self.apply(host, outcome);
+            return;
         }
         let limit = request.route.max_request_bytes;
         let mut body = BodyAccumulator::new(limit);
@@ -43,11 +44,10 @@ impl Http {
             .and_then(|length| length.map_or(Ok(()), |n| body.expect_length(n)));
         if let Err(e) = checked {
             let outcome = decision::reject(&e, &request.request_id);
-            self.apply(outcome);
-            return Some(Action::Pause);
+            self.apply(host, outcome);
+            return;
         }
         self.state = State::Reading(body);
-        None
     }
 
     fn context<'a>(&self, request: &'a RequestInfo) -> DecisionContext<'a> {
@@ -62,12 +62,12 @@ impl Http {
 
     /// Records the outcome (audit, stats) and sends the local answer if there is one. True when
     /// the request may go on to the MCP server now (allowed and its credentials are in).
-    fn apply(&mut self, outcome: Outcome) -> bool {
-        set_audit("mcpgate_method", &outcome.audit.method);
-        set_audit("mcpgate_target", &outcome.audit.target);
-        set_audit("mcpgate_arguments", &outcome.audit.arguments);
-        set_audit("mcpgate_decision", outcome.verdict.as_str());
-        set_audit("mcpgate_reason", &outcome.audit.reason);
+    fn apply<H: Host>(&mut self, host: &H, outcome: Outcome) -> bool {
+        set_audit(host, "mcpgate_method", &outcome.audit.method);
+        set_audit(host, "mcpgate_target", &outcome.audit.target);
+        set_audit(host, "mcpgate_arguments", &outcome.audit.arguments);
+        set_audit(host, "mcpgate_decision", outcome.verdict.as_str());
+        set_audit(host, "mcpgate_reason", &outcome.audit.reason);
         if let Some(vm) = &self.vm {
             let mut vm = vm.borrow_mut();
             vm.bump_labelled(
@@ -80,7 +80,7 @@ impl Http {
             }
         }
         if let Some(response) = &outcome.response {
-            self.respond(response);
+            self.respond(host, response);
             return false;
         }
         self.list = outcome.lists.map(ListResponse::new);
@@ -95,14 +95,18 @@ impl Http {
             }
             Creds::Unavailable(description) => {
                 let description = description.clone();
-                self.answer_upstream_unavailable(&description);
+                self.answer_upstream_unavailable(host, &description);
                 false
             }
         }
     }
 
     /// Reads the new bytes of the buffered body (`body_size` in total so far).
-    fn read_body(&mut self, body_size: usize) -> Result<(), mcpgate_protocol::Error> {
+    fn read_body<H: Host>(
+        &mut self,
+        host: &H,
+        body_size: usize,
+    ) -> Result<(), mcpgate_protocol::Error> {
         let State::Reading(body) = &mut self.state else {
             return Ok(());
         };
@@ -110,29 +114,24 @@ impl Http {
         if body_size <= seen {
             return Ok(());
         }
-        let chunk = hostcalls::get_buffer(
-            BufferType::HttpRequestBody,
-            seen,
-            body_size.saturating_sub(seen),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let chunk = host
+            .body(Side::Request, seen, body_size.saturating_sub(seen))
+            .unwrap_or_default();
         body.push(&chunk)
     }
 
-    /// [`Http::read_body`]; a body the accumulator refuses is rejected and answered (false).
-    pub(super) fn read_body_or_reject(&mut self, body_size: usize) -> bool {
-        if let Err(e) = self.read_body(body_size) {
+    /// [`Exchange::read_body`]; a body the accumulator refuses is rejected and answered (false).
+    pub(super) fn read_body_or_reject<H: Host>(&mut self, host: &H, body_size: usize) -> bool {
+        if let Err(e) = self.read_body(host, body_size) {
             let request_id = self.request_id();
-            self.apply(decision::reject(&e, &request_id));
+            self.apply(host, decision::reject(&e, &request_id));
             return false;
         }
         true
     }
 
     /// The body is complete: parse, decide, record. True when it may go on now.
-    pub(super) fn decide_body(&mut self) -> bool {
+    pub(super) fn decide_body<H: Host>(&mut self, host: &H) -> bool {
         let State::Reading(body) = std::mem::replace(&mut self.state, State::Answered) else {
             return false;
         };
@@ -145,15 +144,20 @@ impl Http {
             self.request_ids = parsed.as_ref().ok().map(RequestIds::of);
         }
         let outcome = decision::decide_body(&self.context(request), parsed);
-        self.apply(outcome)
+        self.apply(host, outcome)
     }
 
     /// Body callback while reading: `Continue` once allowed.
-    pub(super) fn on_reading_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.read_body_or_reject(body_size) {
+    pub(super) fn on_reading_body<H: Host>(
+        &mut self,
+        host: &H,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        if !self.read_body_or_reject(host, body_size) {
             return Action::Pause;
         }
-        if end_of_stream && self.decide_body() {
+        if end_of_stream && self.decide_body(host) {
             return Action::Continue;
         }
         Action::Pause

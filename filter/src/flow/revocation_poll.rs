@@ -4,12 +4,11 @@
 //! A list that cannot be fetched is kept: the last one stays in force however old it gets.
 
 use mcpgate_config::paths;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType};
 
+use super::host::{Host, LogLevel};
 use super::shared_document::{Document, SharedDocument};
 use super::vm::Vm;
-use super::{call_status, log, log_failure, now_secs};
+use super::{call_status, log_failure};
 use crate::revocation::{self, PollAnswer, Poller, Revocations, MAX_REVOCATIONS_BYTES};
 
 impl Document for Revocations {
@@ -54,16 +53,16 @@ impl RevocationPoll {
 
 impl Vm {
     /// Adopt the shared revocation list if another VM (or this one) published a newer one.
-    fn sync_revocations(&mut self) {
-        if let Some((list, etag)) = self.revocations.shared.newer() {
-            self.install_revocations(list, etag);
+    fn sync_revocations<H: Host>(&mut self, host: &H) {
+        if let Some((list, etag)) = self.revocations.shared.newer(host) {
+            self.install_revocations(host, list, etag);
         }
     }
 
-    fn install_revocations(&mut self, list: Revocations, etag: String) {
+    fn install_revocations<H: Host>(&mut self, host: &H, list: Revocations, etag: String) {
         if list != self.revocations.list {
             let (jtis, subjects, disconnects) = list.counts();
-            log(
+            host.log(
                 LogLevel::Info,
                 &format!(
                     "mcpgate: revocation list loaded: {jtis} token id(s), {subjects} subject(s), \
@@ -76,45 +75,43 @@ impl Vm {
     }
 
     /// On the tick: adopt the shared list, and poll for a new one when this VM gets the lease.
-    pub(super) fn poll_revocations(&mut self, now: u64) {
+    pub(super) fn poll_revocations<H: Host>(&mut self, host: &H, now: u64) {
         if !self.internal_ready() {
             return;
         }
-        self.sync_revocations();
+        self.sync_revocations(host);
         if !self.revocations.poller.idle(now) {
             return;
         }
         let until = now.saturating_add(revocation::FETCH_TIMEOUT_SECONDS);
-        if !self.revocations.shared.claim_lease(now, until) {
+        if !self.revocations.shared.claim_lease(host, now, until) {
             return; // polled recently, or another VM is polling
         }
         self.revocations.poller.started(now);
         self.metrics.revocations_refresh.bump();
         let etag = self.revocations.etag.clone();
         let extra = (!etag.is_empty()).then_some(("if-none-match", etag.as_str()));
-        match self.dispatch_internal("GET", paths::INTERNAL_REVOCATIONS, None, extra) {
+        match self.dispatch_internal(host, "GET", paths::INTERNAL_REVOCATIONS, None, extra) {
             Ok(id) => self.revocations.call = Some(id),
-            Err(e) => self.finish_revocations(now, Err(e)),
+            Err(e) => self.finish_revocations(host, now, Err(e)),
         }
     }
 
-    pub(super) fn on_revocations_answer(&mut self, body_size: usize) {
+    pub(super) fn on_revocations_answer<H: Host>(&mut self, host: &H, body_size: usize) {
         self.revocations.call = None;
-        let result = self.read_revocations(body_size);
-        let now = now_secs().unwrap_or(0);
-        self.finish_revocations(now, result);
+        let result = self.read_revocations(host, body_size);
+        let now = host.now().unwrap_or(0);
+        self.finish_revocations(host, now, result);
     }
 
-    fn read_revocations(&mut self, body_size: usize) -> Result<(), String> {
-        match revocation::classify(call_status().as_deref()) {
+    fn read_revocations<H: Host>(&mut self, host: &H, body_size: usize) -> Result<(), String> {
+        match revocation::classify(call_status(host).as_deref()) {
             PollAnswer::NotModified => return Ok(()),
             PollAnswer::Failed(reason) => return Err(reason),
             PollAnswer::Updated => {}
         }
-        let (body, list) = SharedDocument::<Revocations>::read_answer(body_size)?;
-        let etag = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, "etag")
-            .ok()
-            .flatten();
+        let (body, list) = SharedDocument::<Revocations>::read_answer(host, body_size)?;
+        let etag = host.call_answer_header("etag");
         let etag = revocation::usable_etag(etag.as_deref())
             .unwrap_or_default()
             .to_owned();
@@ -122,19 +119,20 @@ impl Vm {
         // shared values mean an equal ETag and list.
         self.revocations
             .shared
-            .publish_if_changed(&revocation::encode_shared(&etag, &body));
-        self.install_revocations(list, etag);
+            .publish_if_changed(host, &revocation::encode_shared(&etag, &body));
+        self.install_revocations(host, list, etag);
         Ok(())
     }
 
     /// The poll is over: the next one is due after the period, whatever happened; on failure
     /// the list in force stays.
-    fn finish_revocations(&mut self, now: u64, result: Result<(), String>) {
+    fn finish_revocations<H: Host>(&mut self, host: &H, now: u64, result: Result<(), String>) {
         let (next, warn) = self.revocations.poller.finished(now, result.is_ok());
-        self.revocations.shared.set_lease(next);
+        self.revocations.shared.set_lease(host, next);
         if let Err(reason) = result {
             self.metrics.revocations_refresh_failed.bump();
             log_failure(
+                host,
                 warn,
                 &format!(
                     "mcpgate: revocation list refresh failed ({} in a row; the last list stays \

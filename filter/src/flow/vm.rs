@@ -8,9 +8,8 @@ use std::rc::Rc;
 
 use mcpgate_config::FilterConfig;
 use mcpgate_policy::Policy;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MetricType;
 
+use super::host::Host;
 use super::internal_api::Internal;
 use super::jwks_refresh::Jwks;
 use super::revocation_poll::RevocationPoll;
@@ -23,33 +22,34 @@ use crate::token_cache::TokenCache;
 /// One Envoy counter (`wasmcustom.<name>`). Increments are added up in the VM and handed to
 /// Envoy once per tick ([`Vm::flush_counters`]): under V8 every host call costs about a
 /// microsecond, and a request bumps four or five counters. Counters therefore lag by at most
-/// a tick (1 s). Failing to define or bump one never affects a request.
+/// a tick (1 s). The host defines a counter at its first flush; failing to define or bump one
+/// never affects a request.
 #[derive(Debug, Default)]
 pub(super) struct Counter {
-    id: Option<u32>,
+    /// `None` until the first flush; then the host's id, or `Some(None)` when it refused.
+    id: Cell<Option<Option<u32>>>,
     pending: Cell<u64>,
 }
 
 impl Counter {
-    fn define(name: &str) -> Self {
-        Counter {
-            id: hostcalls::define_metric(MetricType::Counter, name).ok(),
-            pending: Cell::new(0),
-        }
-    }
-
     pub(super) fn bump(&self) {
-        if self.id.is_some() {
+        if self.id.get() != Some(None) {
             self.pending.set(self.pending.get().saturating_add(1));
         }
     }
 
-    fn flush(&self) {
-        let (Some(id), delta) = (self.id, self.pending.take()) else {
-            return;
+    fn flush<H: Host>(&self, host: &H, name: impl FnOnce() -> String) {
+        let id = match self.id.get() {
+            Some(id) => id,
+            None => {
+                let id = host.define_counter(&name()).ok();
+                self.id.set(Some(id));
+                id
+            }
         };
-        if delta > 0 {
-            let _ = hostcalls::increment_metric(id, delta as i64);
+        let delta = self.pending.take();
+        if let (Some(id), true) = (id, delta > 0) {
+            let _ = host.add_to_counter(id, delta);
         }
     }
 }
@@ -70,40 +70,34 @@ pub(super) struct Metrics {
 }
 
 impl Metrics {
-    fn define() -> Self {
-        Metrics {
-            requests: Counter::define("mcpgate_requests_total"),
-            accepted: Counter::define("mcpgate_token_accepted_total"),
-            rejected: Counter::define("mcpgate_token_rejected_total"),
-            cache_hits: Counter::define("mcpgate_token_cache_hits_total"),
-            jwks_refresh: Counter::define("mcpgate_jwks_refresh_total"),
-            jwks_refresh_failed: Counter::define("mcpgate_jwks_refresh_failed_total"),
-            unavailable: Counter::define("mcpgate_unavailable_total"),
-            revoked: Counter::define("mcpgate_token_revoked_total"),
-            revocations_refresh: Counter::define("mcpgate_revocations_refresh_total"),
-            revocations_refresh_failed: Counter::define("mcpgate_revocations_refresh_failed_total"),
-        }
-    }
-
-    /// Every field (a counter missing here would never reach Envoy).
-    fn all(&self) -> [&Counter; 10] {
+    /// Every field with its name (a counter missing here would never reach Envoy).
+    fn all(&self) -> [(&'static str, &Counter); 10] {
         [
-            &self.requests,
-            &self.accepted,
-            &self.rejected,
-            &self.cache_hits,
-            &self.jwks_refresh,
-            &self.jwks_refresh_failed,
-            &self.unavailable,
-            &self.revoked,
-            &self.revocations_refresh,
-            &self.revocations_refresh_failed,
+            ("mcpgate_requests_total", &self.requests),
+            ("mcpgate_token_accepted_total", &self.accepted),
+            ("mcpgate_token_rejected_total", &self.rejected),
+            ("mcpgate_token_cache_hits_total", &self.cache_hits),
+            ("mcpgate_jwks_refresh_total", &self.jwks_refresh),
+            (
+                "mcpgate_jwks_refresh_failed_total",
+                &self.jwks_refresh_failed,
+            ),
+            ("mcpgate_unavailable_total", &self.unavailable),
+            ("mcpgate_token_revoked_total", &self.revoked),
+            (
+                "mcpgate_revocations_refresh_total",
+                &self.revocations_refresh,
+            ),
+            (
+                "mcpgate_revocations_refresh_failed_total",
+                &self.revocations_refresh_failed,
+            ),
         ]
     }
 }
 
 /// Per-VM state shared by the root context and the http contexts of one worker.
-pub(super) struct Vm {
+pub struct Vm {
     pub(super) config: Rc<FilterConfig>,
     pub(super) cache: TokenCache,
     pub(super) metrics: Metrics,
@@ -128,7 +122,7 @@ pub(super) struct Vm {
     pub(super) revocations: RevocationPoll,
 }
 
-pub(super) type SharedVm = Rc<RefCell<Vm>>;
+pub type SharedVm = Rc<RefCell<Vm>>;
 
 /// A route's policy and audit settings, compiled once at configure time.
 pub struct RouteRuntime {
@@ -155,7 +149,8 @@ impl RouteRuntime {
 }
 
 impl Vm {
-    pub(super) fn new(config: FilterConfig, secret: Option<String>) -> Result<Self, String> {
+    /// `secret`: the internal API secret from the VM's environment.
+    pub fn new(config: FilterConfig, secret: Option<String>) -> Result<Self, String> {
         let routes = config
             .routes
             .iter()
@@ -182,14 +177,14 @@ impl Vm {
             cache_scope: internal_scope,
             config: Rc::new(config),
             cache: TokenCache::default(),
-            metrics: Metrics::define(),
+            metrics: Metrics::default(),
             named_metrics: HashMap::new(),
             routes,
         })
     }
 
-    /// Bumps the counter `family.label1[.label2]`, defining it on first use (ids are cached per
-    /// VM).
+    /// Bumps the counter `family.label1[.label2]` (defined at its first flush; ids are cached
+    /// per VM).
     pub(super) fn bump_labelled(
         &mut self,
         family: &'static str,
@@ -198,24 +193,23 @@ impl Vm {
     ) {
         self.named_metrics
             .entry((family, label1, label2))
-            .or_insert_with(|| {
-                let name = if label2.is_empty() {
-                    format!("{family}.{label1}")
-                } else {
-                    format!("{family}.{label1}.{label2}")
-                };
-                Counter::define(&name)
-            })
+            .or_default()
             .bump();
     }
 
-    /// Hands the counted increments to Envoy (once per tick, and when the VM stops).
-    pub(super) fn flush_counters(&self) {
-        for counter in self.metrics.all() {
-            counter.flush();
+    /// Hands the counted increments to the host (once per tick, and when the VM stops).
+    pub fn flush_counters<H: Host>(&self, host: &H) {
+        for (name, counter) in self.metrics.all() {
+            counter.flush(host, || name.to_owned());
         }
-        for counter in self.named_metrics.values() {
-            counter.flush();
+        for ((family, label1, label2), counter) in &self.named_metrics {
+            counter.flush(host, || {
+                if label2.is_empty() {
+                    format!("{family}.{label1}")
+                } else {
+                    format!("{family}.{label1}.{label2}")
+                }
+            });
         }
     }
 
@@ -225,5 +219,22 @@ impl Vm {
             algorithm: self.config.algorithm.as_str(),
             leeway_seconds: self.config.leeway_seconds,
         }
+    }
+
+    /// The root context's tick: counters to the host, the revocation list and the keys.
+    pub fn tick<H: Host>(&mut self, host: &H) {
+        self.flush_counters(host);
+        let Some(now) = host.now() else { return };
+        self.poll_revocations(host, now);
+        self.refresh_keys(host, now);
+    }
+
+    /// An answer to one of the root context's call-outs (the revocation poll or a key refresh).
+    pub fn on_root_call_answer<H: Host>(&mut self, host: &H, token: u32, body_size: usize) {
+        if self.revocations.call == Some(token) {
+            self.on_revocations_answer(host, body_size);
+            return;
+        }
+        self.on_refresh_answer(host, body_size);
     }
 }

@@ -6,12 +6,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use mcpgate_config::paths;
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, Status};
 
+use super::host::{CallOut, Host, HostError, LogLevel};
 use super::shared_document::{Document, SharedDocument};
 use super::vm::Vm;
-use super::{call_status, log, log_failure, now_secs};
+use super::{call_status, log_failure};
 use crate::jwks::{KeySet, MAX_JWKS_BYTES};
 use crate::refresh::{self, FailureRun, Refresher, FETCH_TIMEOUT_SECONDS, RETRY_WITH_KEYS_SECONDS};
 
@@ -58,14 +57,14 @@ impl Jwks {
 }
 
 impl Vm {
-    fn install_keys(&mut self, keys: KeySet, fetched_at: u64) {
+    fn install_keys<H: Host>(&mut self, host: &H, keys: KeySet, fetched_at: u64) {
         let changed = self
             .jwks
             .keys
             .as_ref()
             .is_none_or(|old| old.kids().ne(keys.kids()));
         if changed {
-            log(
+            host.log(
                 LogLevel::Info,
                 &format!(
                     "mcpgate: loaded {} signing key(s): {}",
@@ -80,16 +79,16 @@ impl Vm {
     }
 
     /// Adopt the shared copy if another VM (or this one) published a newer one.
-    pub(super) fn sync_keys(&mut self) {
-        if let Some((keys, fetched_at)) = self.jwks.shared.newer() {
-            self.install_keys(keys, fetched_at);
+    pub(super) fn sync_keys<H: Host>(&mut self, host: &H) {
+        if let Some((keys, fetched_at)) = self.jwks.shared.newer(host) {
+            self.install_keys(host, keys, fetched_at);
         }
     }
 
     /// On the tick: adopt the shared keys, and fetch new ones when they are due (with keys, only
     /// the VM that gets the lease).
-    pub(super) fn refresh_keys(&mut self, now: u64) {
-        self.sync_keys();
+    pub(super) fn refresh_keys<H: Host>(&mut self, host: &H, now: u64) {
+        self.sync_keys(host);
         let have_keys = self.jwks.keys.is_some();
         if !self
             .jwks
@@ -104,60 +103,61 @@ impl Vm {
             && !self
                 .jwks
                 .shared
-                .claim_lease(now, now.saturating_add(FETCH_TIMEOUT_SECONDS))
+                .claim_lease(host, now, now.saturating_add(FETCH_TIMEOUT_SECONDS))
         {
             return; // another VM is fetching; its copy arrives through shared data
         }
         self.jwks.refresher.started(now);
-        if self.dispatch_fetch().is_err() {
+        if self.dispatch_fetch(host).is_err() {
             self.jwks.refresher.finished(now, false);
-            self.jwks.shared.set_lease(0);
+            self.jwks.shared.set_lease(host, 0);
         }
     }
 
     /// The root context's fetch answered.
-    pub(super) fn on_refresh_answer(&mut self, body_size: usize) {
-        let ok = self.accept_fetch(body_size).is_ok();
-        let now = now_secs().unwrap_or(0);
+    pub(super) fn on_refresh_answer<H: Host>(&mut self, host: &H, body_size: usize) {
+        let ok = self.accept_fetch(host, body_size).is_ok();
+        let now = host.now().unwrap_or(0);
         self.jwks.refresher.finished(now, ok);
         if ok {
-            self.jwks.shared.set_lease(0);
+            self.jwks.shared.set_lease(host, 0);
         } else {
             // Keep the lease through the back-off so the other VMs do not retry at once.
             self.jwks
                 .shared
-                .set_lease(now.saturating_add(RETRY_WITH_KEYS_SECONDS));
+                .set_lease(host, now.saturating_add(RETRY_WITH_KEYS_SECONDS));
         }
     }
 
     /// Send the JWKS request from the current context; its answer comes to that context.
-    pub(super) fn dispatch_fetch(&mut self) -> Result<u32, Status> {
+    pub(super) fn dispatch_fetch<H: Host>(&mut self, host: &H) -> Result<u32, HostError> {
         self.metrics.jwks_refresh.bump();
-        let result = hostcalls::dispatch_http_call(
-            &self.config.token_service_cluster,
-            vec![
+        let result = host.dispatch(&CallOut {
+            cluster: &self.config.token_service_cluster,
+            headers: vec![
                 (":method", "GET"),
                 (":path", paths::JWKS),
                 (":authority", &self.config.token_service_authority),
                 ("accept", "application/json"),
             ],
-            None,
-            vec![],
-            Duration::from_secs(FETCH_TIMEOUT_SECONDS),
-        );
-        if let Err(status) = result {
+            body: None,
+            timeout: Duration::from_secs(FETCH_TIMEOUT_SECONDS),
+        });
+        if let Err(e) = &result {
             let cluster = &self.config.token_service_cluster;
-            self.note_fetch_failure(&format!("cannot call cluster {cluster}: {status:?}"));
+            let reason = format!("cannot call cluster {cluster}: {e}");
+            self.note_fetch_failure(host, &reason);
         }
         result
     }
 
     /// Count a failed refresh; warn on the first of a run and every 60th after, debug otherwise,
     /// so a token service outage does not flood the log at one line per worker per second.
-    fn note_fetch_failure(&mut self, reason: &str) {
+    fn note_fetch_failure<H: Host>(&mut self, host: &H, reason: &str) {
         self.metrics.jwks_refresh_failed.bump();
         let warn = self.jwks.failures.failed(60);
         log_failure(
+            host,
             warn,
             &format!(
                 "mcpgate: JWKS refresh failed ({} in a row): {reason}",
@@ -167,11 +167,15 @@ impl Vm {
     }
 
     /// Handle a JWKS answer: validate, publish to shared data, install. `Err` says why not.
-    pub(super) fn accept_fetch(&mut self, body_size: usize) -> Result<(), String> {
-        let result = self.read_fetch(body_size);
+    pub(super) fn accept_fetch<H: Host>(
+        &mut self,
+        host: &H,
+        body_size: usize,
+    ) -> Result<(), String> {
+        let result = self.read_fetch(host, body_size);
         match &result {
-            Ok(()) => log(LogLevel::Debug, "mcpgate: JWKS refreshed"),
-            Err(e) => self.note_fetch_failure(e),
+            Ok(()) => host.log(LogLevel::Debug, "mcpgate: JWKS refreshed"),
+            Err(e) => self.note_fetch_failure(host, e),
         }
         if result.is_ok() {
             self.jwks.failures.succeeded();
@@ -179,16 +183,16 @@ impl Vm {
         result
     }
 
-    fn read_fetch(&mut self, body_size: usize) -> Result<(), String> {
-        refresh::check_answer(call_status().as_deref())?;
-        let (body, keys) = SharedDocument::<KeySet>::read_answer(body_size)?;
-        let now = now_secs().ok_or("host clock unavailable")?;
+    fn read_fetch<H: Host>(&mut self, host: &H, body_size: usize) -> Result<(), String> {
+        refresh::check_answer(call_status(host).as_deref())?;
+        let (body, keys) = SharedDocument::<KeySet>::read_answer(host, body_size)?;
+        let now = host.now().ok_or("host clock unavailable")?;
         // On a lost race the other copy is as fresh as ours, so either way every VM ends up on
         // one copy.
         self.jwks
             .shared
-            .publish_compare_and_swap(&refresh::encode_shared(now, &body));
-        self.install_keys(keys, now);
+            .publish_compare_and_swap(host, &refresh::encode_shared(now, &body));
+        self.install_keys(host, keys, now);
         Ok(())
     }
 }
