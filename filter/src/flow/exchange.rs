@@ -7,7 +7,8 @@
 //!
 //! - hold headers: the header callback pauses until the body is read and decided, so a denied
 //!   request never opens an upstream request. Needs a host that delivers the body to a filter
-//!   that paused in the header phase (Envoy's `allow_on_headers_stop_iteration`).
+//!   that paused in the header phase (Envoy's `allow_on_headers_stop_iteration`); a request whose
+//!   body does not come is answered by the guard ([`super::body_arrival`]).
 //! - hold body: the header phase ends once the token is checked and the upstream credentials are
 //!   set (pausing only for a key fetch or the credentials call-out); the body callback then
 //!   pauses every chunk until the body is decided. A denied request's local answer resets the
@@ -15,12 +16,14 @@
 //!   body while the headers are paused makes the request hold its headers after all: resuming
 //!   them would pass the buffered body on unread.
 
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 
 use mcpgate_config::HeaderMode;
 use mcpgate_policy::Identity;
 use mcpgate_protocol::body::BodyAccumulator;
 
+use super::body_arrival;
 use super::headers::Headers;
 use super::host::{Action, Host, LogLevel};
 use super::vm::{RouteRuntime, SharedVm};
@@ -104,8 +107,13 @@ pub(super) struct RequestInfo {
     pub(super) http_method: String,
 }
 
-/// One request's state machine.
+/// One request's state machine. The host adapter owns it behind an `Rc<RefCell<…>>` so the
+/// body-arrival guard can reach a held request from the VM's tick.
 pub struct Exchange {
+    /// This exchange, for the body-arrival registry.
+    me: Weak<RefCell<Exchange>>,
+    /// The host's id of this request's context.
+    context_id: u32,
     pub(super) vm: Option<SharedVm>,
     /// The server route the request matched (index into the configuration's routes).
     pub(super) route: Option<usize>,
@@ -141,31 +149,42 @@ pub struct Exchange {
     pub(super) holds_headers: bool,
     /// The header callback paused the request and nothing has let it go on since.
     headers_held: bool,
+    /// The body (or trailers) callback has run.
+    body_seen: bool,
+    /// This request is in the VM's body-arrival registry.
+    guarded: bool,
 }
 
 impl Exchange {
-    pub fn new(vm: Option<SharedVm>) -> Self {
-        Exchange {
-            vm,
-            route: None,
-            state: State::Idle,
-            creds: Creds::NotNeeded,
-            call: None,
-            rejection: None,
-            token_hash: TokenHash::default(),
-            now: None,
-            request_ids: None,
-            response_paused: false,
-            request: None,
-            has_body: false,
-            waiting_body: (0, false),
-            list: None,
-            plan: Plan::PassThrough,
-            response_seen: 0,
-            headers: Headers::default(),
-            holds_headers: true,
-            headers_held: false,
-        }
+    /// A new request's machine, shared with the body-arrival registry by weak reference.
+    pub fn shared(vm: Option<SharedVm>, context_id: u32) -> Rc<RefCell<Exchange>> {
+        Rc::new_cyclic(|me| {
+            RefCell::new(Exchange {
+                me: me.clone(),
+                context_id,
+                vm,
+                route: None,
+                state: State::Idle,
+                creds: Creds::NotNeeded,
+                call: None,
+                rejection: None,
+                token_hash: TokenHash::default(),
+                now: None,
+                request_ids: None,
+                response_paused: false,
+                request: None,
+                has_body: false,
+                waiting_body: (0, false),
+                list: None,
+                plan: Plan::PassThrough,
+                response_seen: 0,
+                headers: Headers::default(),
+                holds_headers: true,
+                headers_held: false,
+                body_seen: false,
+                guarded: false,
+            })
+        })
     }
 
     pub fn on_request_headers<H: Host>(&mut self, host: &H, end_of_stream: bool) -> Action {
@@ -174,6 +193,7 @@ impl Exchange {
         }
         let action = self.on_headers(host, end_of_stream);
         self.headers_held = action == Action::Pause && !self.answered();
+        self.update_guard(host);
         action
     }
 
@@ -196,7 +216,7 @@ impl Exchange {
             State::Reading(_) => self.on_reading_body(host, body_size, end_of_stream),
             State::Allowed | State::WaitingForSession | State::Answered => Action::Pause,
         };
-        self.after_body_callback(action)
+        self.after_body_callback(host, action)
     }
 
     pub fn on_request_trailers<H: Host>(&mut self, host: &H) -> Action {
@@ -217,7 +237,7 @@ impl Exchange {
             }
             State::Allowed | State::WaitingForSession | State::Answered => Action::Pause,
         };
-        self.after_body_callback(action)
+        self.after_body_callback(host, action)
     }
 
     pub fn on_response_headers<H: Host>(&mut self, host: &H, end_of_stream: bool) -> Action {
@@ -275,22 +295,56 @@ impl Exchange {
             Call::UpstreamRejected { route } => self.on_upstream_rejected_answer(host, route),
         }
         self.release_headers_when_ready(host);
+        self.update_guard(host);
+    }
+
+    /// The body-arrival guard's deadline passed (the VM's tick): a request still held without a
+    /// body gets the error that names the host setting.
+    pub fn on_body_timeout<H: Host>(&mut self, host: &H) {
+        // The registry let go of this request when it expired.
+        self.guarded = false;
+        if !self.awaiting_body() {
+            return;
+        }
+        let mut timeout = 0;
+        if let Some(Ok(mut vm)) = self.vm.as_ref().map(|vm| vm.try_borrow_mut()) {
+            timeout = vm.config.body_arrival_timeout_seconds;
+            let config = Rc::clone(&vm.config);
+            let route = self.route.and_then(|i| config.routes.get(i));
+            vm.note_body_not_delivered(host, route.map_or("?", |r| r.name.as_str()));
+        }
+        self.respond_reason(
+            host,
+            &body_arrival::not_delivered(timeout),
+            body_arrival::REASON,
+        );
+    }
+
+    /// The headers are held in the reading state and no body has come: what the guard waits
+    /// for.
+    fn awaiting_body(&self) -> bool {
+        self.holds_headers
+            && self.headers_held
+            && !self.body_seen
+            && matches!(self.state, State::Reading(_))
     }
 
     /// A body or trailers callback: the host delivers the body. If the headers are still held,
     /// they stay held until the body is decided whatever the mode: resuming them now would pass
     /// the body the host buffered for this filter on, unread.
     fn body_arrived(&mut self) {
+        self.body_seen = true;
         if self.headers_held {
             self.holds_headers = true;
         }
     }
 
-    fn after_body_callback(&mut self, action: Action) -> Action {
+    fn after_body_callback<H: Host>(&mut self, host: &H, action: Action) -> Action {
         if action == Action::Continue {
             // Continuing the body continues the held headers with it.
             self.headers_held = false;
         }
+        self.update_guard(host);
         action
     }
 
@@ -314,6 +368,33 @@ impl Exchange {
     fn release_headers_when_ready<H: Host>(&mut self, host: &H) {
         if self.headers_held && self.header_action() == Action::Continue {
             self.resume_request(host);
+        }
+    }
+
+    /// Puts this request into the VM's body-arrival registry while it awaits its body, and
+    /// takes it out when it does not any more.
+    fn update_guard<H: Host>(&mut self, host: &H) {
+        let awaiting = self.awaiting_body();
+        if awaiting == self.guarded {
+            return;
+        }
+        let Some(vm) = &self.vm else { return };
+        let Ok(mut vm) = vm.try_borrow_mut() else {
+            return;
+        };
+        if awaiting {
+            let Some(now) = host.now().or(self.now) else {
+                return;
+            };
+            // Whole seconds: one more, so no request is answered before the full timeout.
+            let deadline = now
+                .saturating_add(vm.config.body_arrival_timeout_seconds)
+                .saturating_add(1);
+            vm.held.hold(self.context_id, deadline, self.me.clone());
+            self.guarded = true;
+        } else {
+            vm.held.release(self.context_id, self.body_seen);
+            self.guarded = false;
         }
     }
 
@@ -368,6 +449,18 @@ impl Exchange {
             .as_ref()
             .map(|r| r.request_id.clone())
             .unwrap_or_default()
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        // A request that went away while held (the client gave up) leaves the registry now
+        // rather than at its deadline.
+        if self.guarded {
+            if let Some(Ok(mut vm)) = self.vm.as_ref().map(|vm| vm.try_borrow_mut()) {
+                vm.held.release(self.context_id, false);
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use super::host::Action::{Continue, Pause};
 use super::test_gateway::{
     json_body, Gateway, Setup, ALLOWED, DENIED, GITHUB, INTERNAL, SECRET, TOKEN_SERVICE,
 };
+use crate::test_support::NOW;
 
 const MODES: [HeaderMode; 2] = [HoldHeaders, HoldBody];
 
@@ -38,6 +39,7 @@ fn a_request_outside_the_routes_streams_on_untouched() {
             gw.host.request_header("authorization").as_deref(),
             Some("Basic abc")
         );
+        assert_eq!(gw.held_requests(), 0);
     }
 }
 
@@ -151,6 +153,7 @@ fn an_allowed_call_goes_on_with_the_client_credentials_stripped() {
             Some("everything")
         );
         assert_eq!(gw.counter("mcpgate_mcp_requests_total.tools_call.allow"), 1);
+        assert_eq!(gw.held_requests(), 0);
     }
 }
 
@@ -603,4 +606,155 @@ fn a_body_less_request_waiting_for_credentials_goes_on_once_they_are_in() {
             Some("assertion-1")
         );
     }
+}
+
+// The body-arrival guard.
+
+fn held_without_body(gw: &Gateway) -> std::rc::Rc<std::cell::RefCell<super::exchange::Exchange>> {
+    gw.post("/everything/mcp", &gw.token(), &[]);
+    let ex = gw.exchange();
+    assert_eq!(gw.headers(&ex, false), Pause);
+    ex
+}
+
+#[test]
+fn hold_headers_a_body_that_never_comes_is_answered_naming_the_setting() {
+    let gw = Gateway::mode(HoldHeaders);
+    let ex = held_without_body(&gw);
+    assert_eq!(gw.held_requests(), 1);
+    assert_eq!(gw.tick_at(NOW + 10), 0, "not before the full timeout");
+    assert!(gw.host.sent().is_empty());
+    assert_eq!(gw.tick_at(NOW + 11), 1);
+    let sent = gw.host.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].status, 500);
+    let answer = json_body(&sent[0].body);
+    assert_eq!(answer["error"], "server_error");
+    let description = answer["error_description"].as_str().unwrap();
+    assert!(
+        description.contains("allow_on_headers_stop_iteration"),
+        "{description}"
+    );
+    assert!(
+        description.contains("header_mode: hold_body"),
+        "{description}"
+    );
+    assert!(description.contains("within 10 s"), "{description}");
+    assert_eq!(
+        gw.host.property("mcpgate_decision").as_deref(),
+        Some("reject")
+    );
+    assert_eq!(
+        gw.host.property("mcpgate_reason").as_deref(),
+        Some("body_not_delivered")
+    );
+    assert_eq!(gw.counter("mcpgate_body_not_delivered_total"), 1);
+    let warnings = gw.host.logs(super::host::LogLevel::Warn);
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("allow_on_headers_stop_iteration"));
+    assert!(warnings[0].contains("route everything"));
+    assert_eq!(gw.held_requests(), 0);
+    // The body the host releases later (if ever) finds the request answered.
+    assert_eq!(gw.body(&ex, ALLOWED, true), Pause);
+    assert_eq!(gw.host.sent().len(), 1);
+    assert_eq!(gw.host.resumes(), 0);
+}
+
+#[test]
+fn the_guard_warns_once_per_run_of_undelivered_bodies() {
+    let gw = Gateway::mode(HoldHeaders);
+    let first = held_without_body(&gw);
+    gw.tick_at(NOW + 11);
+    gw.host.set_now(NOW);
+    let second = held_without_body(&gw);
+    gw.tick_at(NOW + 11);
+    assert_eq!(
+        gw.host.logs(super::host::LogLevel::Warn).len(),
+        0,
+        "the second is a debug line"
+    );
+    assert_eq!(gw.host.sent()[0].status, 500);
+    assert_eq!(gw.counter("mcpgate_body_not_delivered_total"), 2);
+    drop((first, second));
+
+    // A delivered body ends the run: the next undelivered one warns again.
+    gw.host.set_now(NOW);
+    let delivered = held_without_body(&gw);
+    assert_eq!(gw.body(&delivered, ALLOWED, true), Continue);
+    let third = held_without_body(&gw);
+    gw.tick_at(NOW + 11);
+    assert_eq!(gw.host.logs(super::host::LogLevel::Warn).len(), 1);
+    drop(third);
+}
+
+#[test]
+fn the_guard_lets_go_of_a_request_whose_body_comes_or_that_goes_away() {
+    let gw = Gateway::mode(HoldHeaders);
+    let ex = held_without_body(&gw);
+    assert_eq!(gw.held_requests(), 1);
+    assert_eq!(gw.body(&ex, &ALLOWED[..5], false), Pause);
+    assert_eq!(
+        gw.held_requests(),
+        0,
+        "a slow rest of the body is not the guard's business"
+    );
+    assert_eq!(gw.tick_at(NOW + 60), 0);
+    assert_eq!(gw.body(&ex, &ALLOWED[5..], true), Continue);
+
+    let ex = held_without_body(&gw);
+    assert_eq!(gw.held_requests(), 1);
+    drop(ex);
+    assert_eq!(
+        gw.held_requests(),
+        0,
+        "the client gave up: nothing left to answer"
+    );
+}
+
+#[test]
+fn the_guard_starts_once_the_keys_arrive() {
+    let gw = Gateway::new(Setup::new(HoldHeaders).without_keys());
+    let ex = held_without_body(&gw);
+    assert_eq!(
+        gw.held_requests(),
+        0,
+        "waiting for keys: the fetch has its own timeout"
+    );
+    gw.host.set_now(NOW + 3);
+    let jwks = gw.jwks.clone();
+    gw.answer(&ex, Some("200"), &jwks);
+    assert_eq!(gw.held_requests(), 1);
+    assert_eq!(gw.tick_at(NOW + 13), 0);
+    assert_eq!(gw.tick_at(NOW + 14), 1);
+    assert_eq!(gw.host.sent()[0].status, 500);
+}
+
+#[test]
+fn the_guard_does_not_hold_requests_in_hold_body_mode() {
+    let gw = Gateway::mode(HoldBody);
+    gw.post("/everything/mcp", &gw.token(), &[]);
+    let ex = gw.exchange();
+    assert_eq!(gw.headers(&ex, false), Continue);
+    assert_eq!(gw.held_requests(), 0);
+    assert_eq!(gw.tick_at(NOW + 600), 0);
+
+    let gw = Gateway::new(Setup::new(HoldBody).internal());
+    gw.post("/everything/mcp", &gw.token(), &[]);
+    let ex = gw.exchange();
+    assert_eq!(gw.headers(&ex, false), Pause, "waiting for the credentials");
+    assert_eq!(gw.held_requests(), 0, "the call-out has its own timeout");
+    gw.grant(&ex, None);
+    assert_eq!(gw.held_requests(), 0);
+}
+
+#[test]
+fn the_guard_waits_while_the_credentials_are_awaited_too() {
+    let gw = Gateway::new(Setup::new(HoldHeaders).internal());
+    let ex = held_without_body(&gw);
+    assert_eq!(gw.held_requests(), 1);
+    gw.grant(&ex, None);
+    assert_eq!(gw.held_requests(), 1, "still no body");
+    assert_eq!(gw.tick_at(NOW + 11), 1);
+    assert_eq!(gw.host.sent()[0].status, 500);
+    assert_eq!(gw.host.resumes(), 0);
 }

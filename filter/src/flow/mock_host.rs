@@ -95,6 +95,10 @@ impl MockHost {
         s.logs.clear();
     }
 
+    pub fn set_now(&self, now: u64) {
+        self.state.borrow_mut().now = Some(now);
+    }
+
     /// More request body bytes arrive; the total buffered so far.
     pub fn push_request_body(&self, bytes: &[u8]) -> usize {
         let mut s = self.state.borrow_mut();
@@ -178,6 +182,16 @@ impl MockHost {
 
     pub fn counter(&self, name: &str) -> u64 {
         self.state.borrow().counters.get(name).copied().unwrap_or(0)
+    }
+
+    pub fn logs(&self, level: LogLevel) -> Vec<String> {
+        self.state
+            .borrow()
+            .logs
+            .iter()
+            .filter(|(l, _)| *l == level)
+            .map(|(_, m)| m.clone())
+            .collect()
     }
 
     pub fn put_shared(&self, key: &str, value: &[u8]) {

@@ -23,10 +23,12 @@
 //! | `server_route` | a server route's header phase: the token check, waiting for keys |
 //! | `upstream_credentials` | a server route's assertion and upstream token |
 //! | `request_body` | a server route's body: header checks, reading, the policy decision |
+//! | `body_arrival` | the guard answering a held request whose body never comes |
 //! | `list_filtering` | filtering the answers to list requests |
 //! | `upstream_rejection` | an MCP server refusing the user's upstream token |
 //! | `client_route` | a client route: session cookie → TE and assertion, or sign-in |
 
+mod body_arrival;
 mod client_route;
 mod exchange;
 mod headers;

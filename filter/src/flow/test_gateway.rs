@@ -2,7 +2,7 @@
 //! policy, an upstream-OAuth route, a client route, the internal API), a mock host, signing keys
 //! and tokens, and one call per host event so a test reads as the sequence Envoy would deliver.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use jwt_simple::prelude::Ed25519KeyPair;
@@ -73,6 +73,7 @@ pub struct Gateway {
     pub vm: SharedVm,
     pair: Ed25519KeyPair,
     pub jwks: String,
+    next_context: Cell<u32>,
 }
 
 fn route(name: &str, path: &str, policy: Option<Value>) -> FilterRoute {
@@ -165,6 +166,7 @@ impl Gateway {
             vm: Rc::new(RefCell::new(vm)),
             pair,
             jwks,
+            next_context: Cell::new(1),
         }
     }
 
@@ -183,7 +185,9 @@ impl Gateway {
 
     /// A new request's state machine (as the root context creates one per request).
     pub fn exchange(&self) -> Rc<RefCell<Exchange>> {
-        Rc::new(RefCell::new(Exchange::new(Some(Rc::clone(&self.vm)))))
+        let id = self.next_context.get();
+        self.next_context.set(id + 1);
+        Exchange::shared(Some(Rc::clone(&self.vm)), id)
     }
 
     /// A POST of a JSON-RPC body to `path` with `token`, as an MCP client sends it.
@@ -261,6 +265,21 @@ impl Gateway {
     pub fn counter(&self, name: &str) -> u64 {
         self.vm.borrow().flush_counters(&self.host);
         self.host.counter(name)
+    }
+
+    /// The tick at `now`: the held requests whose body did not come get their answer.
+    pub fn tick_at(&self, now: u64) -> usize {
+        self.host.set_now(now);
+        let expired = self.vm.borrow_mut().expired_requests(&self.host);
+        let count = expired.len();
+        for (_, exchange) in expired {
+            exchange.borrow_mut().on_body_timeout(&self.host);
+        }
+        count
+    }
+
+    pub fn held_requests(&self) -> usize {
+        self.vm.borrow().held.len()
     }
 }
 

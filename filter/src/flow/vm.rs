@@ -9,9 +9,12 @@ use std::rc::Rc;
 use mcpgate_config::FilterConfig;
 use mcpgate_policy::Policy;
 
+use super::body_arrival::{self, HeldRequests};
+use super::exchange::Exchange;
 use super::host::Host;
 use super::internal_api::Internal;
 use super::jwks_refresh::Jwks;
+use super::log_failure;
 use super::revocation_poll::RevocationPoll;
 use crate::access_token::VerifyParams;
 use crate::audit::Redaction;
@@ -67,11 +70,12 @@ pub(super) struct Metrics {
     pub(super) revoked: Counter,
     pub(super) revocations_refresh: Counter,
     pub(super) revocations_refresh_failed: Counter,
+    pub(super) body_not_delivered: Counter,
 }
 
 impl Metrics {
     /// Every field with its name (a counter missing here would never reach Envoy).
-    fn all(&self) -> [(&'static str, &Counter); 10] {
+    fn all(&self) -> [(&'static str, &Counter); 11] {
         [
             ("mcpgate_requests_total", &self.requests),
             ("mcpgate_token_accepted_total", &self.accepted),
@@ -92,6 +96,7 @@ impl Metrics {
                 "mcpgate_revocations_refresh_failed_total",
                 &self.revocations_refresh_failed,
             ),
+            ("mcpgate_body_not_delivered_total", &self.body_not_delivered),
         ]
     }
 }
@@ -120,6 +125,8 @@ pub struct Vm {
     pub(super) cache_scope: String,
     /// The revocation list in force and its poll.
     pub(super) revocations: RevocationPoll,
+    /// Requests whose headers are held for a body that has not come yet.
+    pub(super) held: HeldRequests,
 }
 
 pub type SharedVm = Rc<RefCell<Vm>>;
@@ -180,6 +187,7 @@ impl Vm {
             metrics: Metrics::default(),
             named_metrics: HashMap::new(),
             routes,
+            held: HeldRequests::default(),
         })
     }
 
@@ -236,5 +244,39 @@ impl Vm {
             return;
         }
         self.on_refresh_answer(host, body_size);
+    }
+
+    /// The held requests whose body did not come in time; each gets
+    /// [`Exchange::on_body_timeout`] in its own context, once the VM is not borrowed.
+    pub fn expired_requests<H: Host>(&mut self, host: &H) -> Vec<(u32, Rc<RefCell<Exchange>>)> {
+        match host.now() {
+            Some(now) if !self.held.is_empty() => self.held.expired(now),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A new configuration replaces `old`: the requests held under it still get their answer
+    /// from this VM's tick.
+    pub fn adopt_held_requests(&mut self, old: &mut Vm) {
+        self.held = std::mem::take(&mut old.held);
+    }
+
+    /// The guard answered a request: counted, and a warning for the first of a run and every
+    /// 100th after (a host ignoring the setting fails every request with a body).
+    pub(super) fn note_body_not_delivered<H: Host>(&mut self, host: &H, route: &str) {
+        self.metrics.body_not_delivered.bump();
+        let warn = self.held.failures.failed(100);
+        log_failure(
+            host,
+            warn,
+            &format!(
+                "mcpgate: route {route}: a request's body did not reach the filter within {} s \
+                 while its headers were held ({} in a row); if every request with a body ends \
+                 so, the proxy does not honour allow_on_headers_stop_iteration: {}",
+                self.config.body_arrival_timeout_seconds,
+                self.held.failures.count(),
+                body_arrival::remedy()
+            ),
+        );
     }
 }

@@ -1,6 +1,9 @@
 //! The per-request context: each host callback hands its event to the request's
 //! [`Exchange`] with the proxy-wasm [`Host`](crate::flow::Host).
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action as HostAction;
 
@@ -8,20 +11,28 @@ use super::proxy_wasm_host::ProxyWasmHost;
 use crate::flow::{Action, Exchange, SharedVm};
 
 pub struct Http {
-    exchange: Exchange,
+    /// Shared with the VM's body-arrival registry (by weak reference) so the tick can answer
+    /// a request whose body never comes.
+    exchange: Rc<RefCell<Exchange>>,
 }
 
 impl Http {
-    pub(super) fn new(vm: Option<SharedVm>) -> Self {
+    pub(super) fn new(vm: Option<SharedVm>, context_id: u32) -> Self {
         Http {
-            exchange: Exchange::new(vm),
+            exchange: Exchange::shared(vm, context_id),
         }
     }
 
-    fn run(&mut self, event: impl FnOnce(&mut Exchange, &ProxyWasmHost) -> Action) -> HostAction {
-        match event(&mut self.exchange, &ProxyWasmHost) {
-            Action::Continue => HostAction::Continue,
-            Action::Pause => HostAction::Pause,
+    /// Runs one event. The host defers every effect that could call back into this context
+    /// (local replies, resumes) until the callback returns, so the exchange is never borrowed
+    /// twice; if it were, the request stays paused rather than slip past unchecked.
+    fn run(&self, event: impl FnOnce(&mut Exchange, &ProxyWasmHost) -> Action) -> HostAction {
+        match self.exchange.try_borrow_mut() {
+            Ok(mut exchange) => match event(&mut exchange, &ProxyWasmHost) {
+                Action::Continue => HostAction::Continue,
+                Action::Pause => HostAction::Pause,
+            },
+            Err(_) => HostAction::Pause,
         }
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | this one | the entry wiring: [`Root`], `on_configure`, the tick |
+//! | this one | the entry wiring: [`Root`], `on_configure`, the tick, the body-arrival guard's answers |
 //! | `http` | the per-request context: each callback handed to the request's `Exchange` |
 //! | `proxy_wasm_host` | the flow's `Host` over `proxy_wasm::hostcalls` |
 
@@ -30,16 +30,43 @@ fn log(level: LogLevel, message: &str) {
 }
 
 /// Root context: one per VM (one VM per Envoy worker).
-#[derive(Default)]
 pub struct Root {
+    /// The host's id of this context (the tick acts on held requests' contexts, then comes
+    /// back to it).
+    context_id: u32,
     vm: Option<SharedVm>,
 }
 
 impl Root {
-    fn tick(&mut self) {
-        if let Some(vm) = &self.vm {
-            vm.borrow_mut().tick(&ProxyWasmHost);
+    pub fn new(context_id: u32) -> Self {
+        Root {
+            context_id,
+            vm: None,
         }
+    }
+
+    fn tick(&mut self) {
+        let Some(vm) = &self.vm else { return };
+        let host = ProxyWasmHost;
+        let expired = {
+            let mut vm = vm.borrow_mut();
+            vm.tick(&host);
+            vm.expired_requests(&host)
+        };
+        if expired.is_empty() {
+            return;
+        }
+        // proxy-wasm has no per-request timer: the held request's answer goes out from here,
+        // in its own context.
+        for (context_id, exchange) in expired {
+            if hostcalls::set_effective_context(context_id).is_err() {
+                continue; // the request is gone
+            }
+            if let Ok(mut exchange) = exchange.try_borrow_mut() {
+                exchange.on_body_timeout(&host);
+            }
+        }
+        let _ = hostcalls::set_effective_context(self.context_id);
     }
 }
 
@@ -140,7 +167,7 @@ impl RootContext for Root {
                 ),
             );
         }
-        let vm = match Vm::new(config, secret) {
+        let mut vm = match Vm::new(config, secret) {
             Ok(vm) => vm,
             Err(e) => {
                 log(
@@ -150,6 +177,9 @@ impl RootContext for Root {
                 return false;
             }
         };
+        if let Some(Ok(mut old)) = self.vm.as_ref().map(|old| old.try_borrow_mut()) {
+            vm.adopt_held_requests(&mut old);
+        }
         self.vm = Some(Rc::new(RefCell::new(vm)));
         if let Err(status) = hostcalls::set_tick_period(TICK) {
             log(
@@ -166,8 +196,8 @@ impl RootContext for Root {
         self.tick();
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http::new(self.vm.clone())))
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Http::new(self.vm.clone(), context_id)))
     }
 
     fn get_type(&self) -> Option<ContextType> {
