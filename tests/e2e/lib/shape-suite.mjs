@@ -1,8 +1,9 @@
 // The end-to-end suite a delivery shape of the filter must pass (tests 13 and 14 run it for the
-// Istio and the Envoy Gateway shapes), once per Envoy release setup.sh installs (1.36 and 1.40):
-// one gateway and one browser per shape and release, and through them
-//   - what Envoy runs is what was rendered (the filter configuration, no header-hold flag, the
-//     module of the OCI image);
+// Istio and the Envoy Gateway shapes), once per Envoy release setup.sh installs (1.36 and 1.40), in
+// the header mode the rendering defaults to (hold_body) and in any other a test file asks for:
+// one gateway and one browser per shape, mode and release, and through them
+//   - what Envoy runs is what was rendered (the filter configuration, the header-hold flag only
+//     when holding headers, the module of the OCI image);
 //   - the unmodified SDK client's OAuth flow (401, discovery, registration, sign-in in headless
 //     Chromium), then tools/call and a filtered tools/list on server-everything;
 //   - tools/list, prompts/list filtered in JSON, SSE and slow SSE answers (test 07's approach);
@@ -10,9 +11,11 @@
 //     provider token (TI), never the gateway's (test 09's approach);
 //   - a client route: the app behind it gets the user's TE and calls a tool with it (test 10's);
 //   - hostile request bodies (test 06's approach), each refusal asserting its answer and that the
-//     MCP server received no body byte: the filter holds the body, not the headers, in these
-//     shapes, so the recording upstream may see the headers of a refused request and then a reset
-//     (lib/recorder.mjs `arrivals`), never a byte of its body;
+//     MCP server received no body byte: holding the body, not the headers, the recording upstream
+//     may see the headers of a refused request and then a reset (lib/recorder.mjs `arrivals`),
+//     never a byte of its body; holding the headers, not even those;
+//   - Istio only: a WasmPlugin update the agent cannot verify fails closed, and the right one
+//     brings the filter back, in the running Envoy;
 //   - no secret in any log, rendered manifest or file Envoy reads.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
