@@ -101,7 +101,7 @@ async function envoyClientCertificate(tls, dir) {
  * `add(originalUrl, module)` returns the serving URL; `requests` records what Envoy fetched.
  */
 export class WasmCacheServer {
-  static async start({ tls, logFile }) {
+  static async start({ tls, port = 0, logFile }) {
     const s = new WasmCacheServer();
     s.salt = crypto.randomBytes(16);
     s.modules = new Map(); // mapping path -> module bytes
@@ -138,7 +138,7 @@ export class WasmCacheServer {
     s.server.on('sessionError', () => {});
     await new Promise((resolve, reject) => {
       s.server.once('error', reject);
-      s.server.listen(0, '127.0.0.1', resolve);
+      s.server.listen(port, '127.0.0.1', resolve);
     });
     s.port = s.server.address().port;
     return s;
@@ -212,16 +212,16 @@ export function translatedWasmFilter(policy, index, { servingUrl, sha256 }) {
  * Turns mcpgate's own bootstrap into the Envoy Gateway shape, in place, and starts the Wasm HTTP
  * cache (stop it with `cache.stop()`). `manifests`: the rendered Kubernetes objects; `layout`: the
  * filter's OCI image layout; `wasmModule`: the built module (an HTTP code source's); `tls`: the
- * test CA. Returns {policy, names, filterConfig, filter, cache, served, targetedRoutes}; when the
+ * test CA; `port`: the cache's. Returns {policy, names, filterConfig, filter, cache, served, targetedRoutes}; when the
  * cache cannot provide the module (a sha256 the image does not match), the translator's fallback
  * instead: no filter, and the targeted routes answer 500 unless the policy fails open; then
  * {…, error} and no filter.
  */
-export async function envoyGatewayShape(bootstrap, { manifests, layout, wasmModule, dir, tls, logFile }) {
+export async function envoyGatewayShape(bootstrap, { manifests, layout, wasmModule, dir, tls, port, logFile }) {
   const policy = extensionPolicyOf(manifests);
   if (policy.spec.wasm.length !== 1) throw new Error(`expected one wasm extension, the policy has ${policy.spec.wasm.length}`);
   fs.mkdirSync(dir, { recursive: true });
-  const cache = await WasmCacheServer.start({ tls, logFile });
+  const cache = await WasmCacheServer.start({ tls, port, logFile });
   try {
     const filterConfig = policy.spec.wasm[0].config;
     const rendered = renderedFilterConfig(bootstrap);

@@ -221,8 +221,11 @@ export class Gateway {
     this.dir = path.join(ARTIFACTS_DIR, this.name);
     fs.rmSync(this.dir, { recursive: true, force: true });
     fs.mkdirSync(this.dir, { recursive: true });
-    const [envoy, admin, tokenService, everything, recorder, internal] = await freePorts(6);
-    this.ports = { envoy, admin, tokenService, everything, recorder, internal };
+    // Reserved together, the in-process servers' too, so that no server bound to any free port
+    // later takes one of Envoy's.
+    const inProcess = (this.options.routes ?? []).filter((r) => r.client || r.upstream === 'upstream-mcp').length;
+    const [envoy, admin, tokenService, everything, recorder, internal, wasmCache, ...routePorts] = await freePorts(7 + inProcess);
+    this.ports = { envoy, admin, tokenService, everything, recorder, internal, wasmCache };
     this.internalApiSecret = crypto.randomBytes(36).toString('base64url');
     this.paths = {
       config: path.join(this.dir, 'gateway.yaml'),
@@ -282,6 +285,7 @@ export class Gateway {
         const provider = r.provider ?? this.options.provider;
         if (!provider) throw new Error(`route ${r.path}: an upstream-mcp route needs a provider`);
         r.mcpServer = await startUpstreamMcp({
+          port: routePorts.shift(),
           providerUrl: provider.origin,
           jwksUrl: `${this.origin}/.well-known/jwks.json`,
           issuer: this.issuer,
@@ -293,6 +297,7 @@ export class Gateway {
         });
       } else if (r.upstream === 'client-app') {
         r.app = await startClientApp({
+          port: routePorts.shift(),
           gatewayOrigin: this.origin,
           issuer: this.issuer,
           appUrl: r.url,
@@ -385,12 +390,12 @@ export class Gateway {
       this.manifests = await this.renderManifests();
       const dir = path.join(this.dir, this.shape);
       if (this.shape === 'istio') {
-        this.istio = istioShape(bootstrap, { manifests: this.manifests, layout: this.paths.ociLayout, dir });
+        this.istio = istioShape(bootstrap, { manifests: this.manifests, layout: this.paths.ociLayout, wasmModule: WASM_MODULE, dir });
         this.filterConfig = this.istio.filterConfig;
       } else {
         this.envoyGateway = await envoyGatewayShape(bootstrap, {
           manifests: this.manifests, layout: this.paths.ociLayout, wasmModule: WASM_MODULE, dir, tls: this.tls,
-          logFile: path.join(this.paths.logs, 'envoy-gateway-wasm-cache.log'),
+          port: this.ports.wasmCache, logFile: path.join(this.paths.logs, 'envoy-gateway-wasm-cache.log'),
         });
         this.filterConfig = this.envoyGateway.filterConfig;
       }

@@ -14,8 +14,9 @@
 //     (FAIL_CLOSE → FAIL_CLOSED, FAIL_OPEN → FAIL_OPEN, FAIL_RELOAD → FAIL_RELOAD); no
 //     allow_on_headers_stop_iteration, which a WasmPlugin cannot set.
 // istio-agent (pkg/wasm/convert.go, cache.go, imagefetcher.go), on every ECDS update:
-//   - pulls the image, compares its manifest digest with `sha256`, writes the module to its cache
-//     (`<cache>/<sha256 of the image name>/<digest>.wasm`) and points code at that local file;
+//   - pulls the image and compares its manifest digest with `sha256` (or downloads an http(s) URL
+//     and compares the module's sha256), writes the module to its cache
+//     (`<cache>/<sha256 of the image name or URL>/<digest>.wasm`) and points code at that file;
 //   - strips the ISTIO_META_* keys it read from the VM's environment;
 //   - on a failed pull, sends Envoy an RBAC filter under the same name instead: deny-all, or
 //     allow-all when the plugin fails open.
@@ -108,11 +109,32 @@ function rbacStandIn(name, failOpen) {
 }
 
 /**
- * What the agent hands Envoy for istiod's `extensionConfig`: the module pulled from `layout`
- * into `cacheDir`, code rewritten to that file, ISTIO_META_* keys stripped; or, when the pull
- * fails, the RBAC stand-in. Returns {extensionConfig, modulePath?, pullError?}.
+ * What the agent fetches for a remote code URL: an oci:// image from `layout` (checked against
+ * `sha256` by its manifest digest), or an http(s) URL's module (the built `wasmModule`, checked by
+ * its own sha256). {name (cache directory key), checksum, module, image?}.
  */
-export function agentRewrite(extensionConfig, { layout, cacheDir }) {
+function fetchModule(url, sha256, { layout, wasmModule }) {
+  let fetched;
+  if (/^https?:\/\//.test(url)) {
+    const module = fs.readFileSync(wasmModule);
+    fetched = { name: url, checksum: sha256Hex(module), module };
+  } else {
+    const image = pullWasmImage(layout, url);
+    fetched = { name: image.reference.name, checksum: image.manifestDigest, module: image.module, image };
+  }
+  const expected = sha256 === 'nil' ? '' : sha256;
+  if (expected && expected !== fetched.checksum) {
+    throw new Error(`module downloaded from ${url} has checksum ${fetched.checksum}, which does not match: ${expected}`);
+  }
+  return fetched;
+}
+
+/**
+ * What the agent hands Envoy for istiod's `extensionConfig`: the module fetched into `cacheDir`,
+ * code rewritten to that file, ISTIO_META_* keys stripped; or, when the fetch fails, the RBAC
+ * stand-in. Returns {extensionConfig, modulePath?, image?, pullError?}.
+ */
+export function agentRewrite(extensionConfig, { layout, wasmModule, cacheDir }) {
   const out = structuredClone(extensionConfig);
   const config = out.typed_config.config;
   const vm = config.vm_config;
@@ -126,19 +148,14 @@ export function agentRewrite(extensionConfig, { layout, cacheDir }) {
       else delete env.key_values;
     }
   }
-  const url = remote.http_uri.uri;
   try {
-    const image = pullWasmImage(layout, url);
-    const expected = remote.sha256 === 'nil' ? '' : remote.sha256;
-    if (expected && expected !== image.manifestDigest) {
-      throw new Error(`module downloaded from ${url} has checksum ${image.manifestDigest}, which does not match: ${expected}`);
-    }
-    const dir = path.join(cacheDir, sha256Hex(image.reference.name));
+    const fetched = fetchModule(remote.http_uri.uri, remote.sha256, { layout, wasmModule });
+    const dir = path.join(cacheDir, sha256Hex(fetched.name));
     fs.mkdirSync(dir, { recursive: true });
-    const modulePath = path.join(dir, `${image.manifestDigest}.wasm`);
-    fs.writeFileSync(modulePath, image.module);
+    const modulePath = path.join(dir, `${fetched.checksum}.wasm`);
+    fs.writeFileSync(modulePath, fetched.module);
     vm.code = { local: { filename: modulePath } };
-    return { extensionConfig: out, modulePath, image };
+    return { extensionConfig: out, modulePath, image: fetched.image };
   } catch (e) {
     const failOpen = config.failure_policy ? config.failure_policy === 'FAIL_OPEN' : Boolean(config.fail_open);
     return { extensionConfig: rbacStandIn(out.name, failOpen), pullError: e.message };
@@ -164,8 +181,8 @@ export function envoyFilterExtension(manifests) {
  * istiod sent (`istiod-ecds.json`) and what Envoy gets (`ecds.json`, replaced by a rename: Envoy
  * watches the file for moves). Returns {istiod, extensionConfig, modulePath?, image?, pullError?}.
  */
-function deliver(resource, version, { layout, dir, ecdsFile }) {
-  const agent = agentRewrite(resource, { layout, cacheDir: path.join(dir, 'wasm-cache') });
+function deliver(resource, version, { layout, wasmModule, dir, ecdsFile }) {
+  const agent = agentRewrite(resource, { layout, wasmModule, cacheDir: path.join(dir, 'wasm-cache') });
   fs.writeFileSync(path.join(dir, 'istiod-ecds.json'), JSON.stringify({ version_info: version, resources: [resource] }, null, 1));
   const tmp = `${ecdsFile}.${version}.tmp`;
   fs.writeFileSync(tmp, JSON.stringify({ version_info: version, resources: [agent.extensionConfig] }, null, 1));
@@ -179,12 +196,13 @@ const resourceVersion = () => String(crypto.randomInt(100_000, 999_999));
 /**
  * Turns mcpgate's own bootstrap into the Istio shape, in place. `manifests`: the rendered
  * Kubernetes objects (a WasmPlugin, or the header-holding EnvoyFilter); `layout`: the filter's OCI
- * image layout; `dir`: where the ECDS files and the agent's module cache go. Returns what the
+ * image layout; `wasmModule`: the built module (what an http(s) code URL serves); `dir`: where the
+ * ECDS files and the agent's module cache go. Returns what the
  * suite may check: {plugin (the WasmPlugin, if any), names, filterConfig, istiod (what istiod
  * sent), extensionConfig (what Envoy got), modulePath, image, pullError, ecdsFile,
  * deliver(plugin) (a later update of the WasmPlugin, delivered to the running Envoy)}.
  */
-export function istioShape(bootstrap, { manifests, layout, dir }) {
+export function istioShape(bootstrap, { manifests, layout, wasmModule, dir }) {
   const plugins = manifests.filter((m) => m?.kind === 'WasmPlugin');
   const plugin = plugins.length > 0 ? wasmPluginOf(manifests) : undefined;
   const version = resourceVersion();
@@ -203,7 +221,7 @@ export function istioShape(bootstrap, { manifests, layout, dir }) {
   const filterConfig = JSON.parse(resource.typed_config.config.configuration.value);
   fs.mkdirSync(dir, { recursive: true });
   const ecdsFile = path.join(dir, 'ecds.json');
-  const where = { layout, dir, ecdsFile };
+  const where = { layout, wasmModule, dir, ecdsFile };
   const first = deliver(resource, version, where);
 
   // Same address, Istio's names: the clusters the filter's call-outs use.

@@ -71,6 +71,56 @@ export function shapeSuite(shape, { file, headerModes = [] }) {
   }
 }
 
+/**
+ * The module fetched by URL (`kubernetes.filter.url`, for operators without a registry) instead of
+ * an image, on every Envoy release: a small gateway (one recorder route) through which the
+ * rendered code source carries the module's sha256, Envoy runs the built module, and it decides.
+ */
+export function moduleByUrlSuite(shape, { file }) {
+  const url = 'https://downloads.mcpgate.test/mcpgate/0.1.0/mcpgate_filter.wasm';
+  for (const version of VERSIONS) {
+    describe(`${shape} shape on Envoy ${version}: the module by URL`, () => {
+      let gw;
+      let token;
+      before(async () => {
+        gw = await startGateway(`${file}-${version}-url`, {
+          shape, envoyVersion: version, accessTokenLifetime: '600s', filterUrl: url,
+          routes: [{ path: '/h', upstream: 'recorder', upstreamPath: '/json/mcp', policy: DENY_ADMIN }],
+        });
+        token = (await tokenForger(gw))('/h');
+      }, { timeout: 900_000 });
+      after(async () => {
+        await gw?.stop();
+      });
+
+      test('the rendered code is the URL with the module\'s sha256, Envoy runs the built module, an allowed call passes intact and a denied one leaves no body byte upstream', async () => {
+        const built = fs.readFileSync(gw.paths.wasm);
+        if (shape === 'istio') {
+          assert.equal(gw.istio.plugin.spec.url, url, 'the WasmPlugin fetches the URL');
+          assert.equal(gw.istio.plugin.spec.sha256, sha256Hex(built), 'with the module\'s sha256');
+          assert.equal(gw.istio.pullError, undefined, 'the agent downloaded it');
+          assert.ok(fs.readFileSync(gw.istio.modulePath).equals(built), 'the agent\'s cache holds the built module');
+        } else {
+          const { code } = gw.envoyGateway.policy.spec.wasm[0];
+          assert.deepEqual([code.type, code.http?.url, code.http?.sha256], ['HTTP', url, sha256Hex(built)], 'an HTTP code source with the module\'s sha256');
+          assert.equal(gw.envoyGateway.filter.typed_config.config.vm_config.code.remote.sha256, sha256Hex(built), 'Envoy checks the module it fetches');
+          assert.ok(gw.envoyGateway.cache.requests.some((r) => r.status === 200), 'Envoy fetched the module from the Wasm cache');
+        }
+        gw.recorder.clear();
+        const body = call('echo', { message: 'by URL' });
+        const ok = await send(gw, { path: '/h', token, body });
+        assert.equal(ok.json?.result?.content?.[0]?.text, 'recorder called "echo"', `allowed: ${show(ok)}`);
+        assert.deepEqual(gw.recorder.requests.map((r) => r.text), [body], 'the MCP server received the body intact');
+        gw.recorder.clear();
+        const no = await send(gw, { path: '/h', token, body: call('admin_reset') });
+        assert.equal(no.json?.error?.code, -32001, `denied: ${show(no)}`);
+        await sleep(50);
+        assert.deepEqual(gw.recorder.arrivalsWithBody, [], 'no body byte of the denied call reached the MCP server');
+      });
+    });
+  }
+}
+
 function suiteOn(shape, version, headerMode, runName) {
   // Holding headers, a refused request never opens an upstream request; holding the body, its
   // headers may reach the MCP server, then a reset.

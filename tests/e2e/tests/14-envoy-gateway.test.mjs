@@ -6,13 +6,14 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { shapeSuite } from '../lib/shape-suite.mjs';
+import { shapeSuite, moduleByUrlSuite } from '../lib/shape-suite.mjs';
 import { startGateway } from '../lib/gateway.mjs';
 import { tokenForger, send, call } from '../lib/mcp-http.mjs';
 import { request } from '../lib/net.mjs';
 import { sha256Hex } from '../lib/oci.mjs';
 
 shapeSuite('envoy-gateway', { file: '14-envoy-gateway' });
+moduleByUrlSuite('envoy-gateway', { file: '14-envoy-gateway' });
 
 for (const version of ['1.36', '1.40']) {
   describe(`envoy-gateway shape on Envoy ${version}: a policy whose sha256 the image does not match`, () => {
