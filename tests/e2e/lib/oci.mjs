@@ -93,7 +93,7 @@ function untar(buffer) {
     const type = field(156, 1) || '0';
     const prefix = field(345, 155);
     const data = buffer.subarray(pos + 512, pos + 512 + size);
-    let name = longName ?? (prefix ? `${prefix}/${field(0, 100)}` : field(0, 100));
+    const name = longName ?? (prefix ? `${prefix}/${field(0, 100)}` : field(0, 100));
     longName = undefined;
     if (type === 'L') {
       longName = data.toString('utf8').replace(/\0.*$/s, '');
@@ -104,7 +104,6 @@ function untar(buffer) {
       files.push({ name, data: Buffer.from(data) });
     }
     pos += 512 + Math.ceil(size / 512) * 512;
-    name = undefined;
   }
   return files;
 }
