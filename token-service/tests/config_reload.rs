@@ -14,8 +14,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::Ed25519KeyPair;
 use mcpgate_config::GatewayConfig;
+use mcpgate_token_service::runtime::signing_keys::SigningKeys;
 use mcpgate_token_service::service_accounts::{self, Created, NewAccount};
-use mcpgate_token_service::signing_keys::SigningKeys;
 use mcpgate_token_service::store::Store;
 use serde_json::Value;
 
@@ -378,7 +378,7 @@ impl Served {
                 expires: None,
                 client_credentials: true,
             },
-            mcpgate_token_service::app::now(),
+            mcpgate_token_service::state::now(),
         )
         .await
         .expect("service account");
@@ -798,21 +798,24 @@ async fn client_routes_and_upstream_oauth_settings_follow_a_reload() {
         routes: &first,
     };
     let service = gateway.start_live(&[]).await;
-    let user = mcpgate_token_service::users::UserClaims {
+    let user = mcpgate_token_service::identity::users::UserClaims {
         username: "alice".into(),
         email: "alice@example.com".into(),
         name: None,
         groups: vec![],
     };
-    let (session, _) = mcpgate_token_service::session::create(
+    let (session, _) = mcpgate_token_service::identity::session::create(
         &service.live.state().store,
         &user,
-        mcpgate_token_service::app::now(),
+        mcpgate_token_service::state::now(),
         3600,
     )
     .await
     .expect("session");
-    let cookie = format!("{}={session}", mcpgate_token_service::session::COOKIE);
+    let cookie = format!(
+        "{}={session}",
+        mcpgate_token_service::identity::session::COOKIE
+    );
     let connect = format!(
         "/github/.mcpgate/mcp/connect?redirect_url={}",
         support::urlencode("http://localhost:18080/app/settings")
@@ -850,7 +853,7 @@ async fn client_routes_and_upstream_oauth_settings_follow_a_reload() {
     };
     std::fs::write(&service.config_path, changed.yaml(service.dir.path())).expect("write");
     let reloaded =
-        mcpgate_token_service::config_reload::reload(&service.live, &service.config_path)
+        mcpgate_token_service::runtime::reload::reload(&service.live, &service.config_path)
             .expect("reload");
     assert!(
         reloaded

@@ -10,14 +10,14 @@ use axum::http::{header, Request, StatusCode};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use jwt_simple::prelude::*;
-use mcpgate_token_service::access_token::{self, Grant};
-use mcpgate_token_service::app::now;
-use mcpgate_token_service::authorize::{sign_in_redirect, validate_return_to};
+use mcpgate_token_service::identity::users::UserClaims;
 use mcpgate_token_service::internal_api::{self, InternalSecret};
+use mcpgate_token_service::oauth::access_token::{self, Grant};
+use mcpgate_token_service::oauth::authorize::{sign_in_redirect, validate_return_to};
 use mcpgate_token_service::service_accounts::{self, Created, NewAccount};
-use mcpgate_token_service::upstream_oauth::TokenSet;
-use mcpgate_token_service::upstream_tokens;
-use mcpgate_token_service::users::UserClaims;
+use mcpgate_token_service::state::now;
+use mcpgate_token_service::upstream;
+use mcpgate_token_service::upstream::provider::TokenSet;
 use serde_json::{json, Value};
 use support::{
     claims_of, send, Reply, Service as Harness, HOST, ISSUER, PASSWORD, SECRET, STATIC_SECRET,
@@ -476,7 +476,7 @@ impl Harness {
             expires_in: Some(3600),
             scope: None,
         };
-        upstream_tokens::store(&self.state, username, route, &tokens, now())
+        upstream::tokens::store(&self.state, username, route, &tokens, now())
             .await
             .expect("store upstream token");
     }
@@ -526,7 +526,7 @@ async fn upstream_disconnects_reach_the_revocation_list() {
     h.connect_github("bob").await;
     let (status, _, _) = h.revocations_since(Some(&etag2)).await;
     assert_eq!(status, StatusCode::NOT_MODIFIED);
-    upstream_tokens::forget(&h.state, "bob", None)
+    upstream::tokens::forget(&h.state, "bob", None)
         .await
         .expect("forget");
     let (status, etag3, body) = h.revocations_since(Some(&etag2)).await;
@@ -546,7 +546,7 @@ async fn upstream_disconnects_reach_the_revocation_list() {
     assert_eq!(subs, vec![("alice", GITHUB), ("bob", GITHUB)]);
 
     // Nothing stored, nothing deleted: the list stays as it is.
-    upstream_tokens::forget(&h.state, "carol", None)
+    upstream::tokens::forget(&h.state, "carol", None)
         .await
         .expect("forget nothing");
     let (status, _, _) = h.revocations_since(Some(&etag3)).await;

@@ -19,10 +19,11 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use http_body_util::BodyExt;
 use mcpgate_config::gateway::ServerRoute;
-use mcpgate_token_service::app::{now, AppState};
-use mcpgate_token_service::session;
-use mcpgate_token_service::upstream_tokens::{self, Fresh};
-use mcpgate_token_service::users::UserClaims;
+use mcpgate_token_service::identity::session;
+use mcpgate_token_service::identity::users::UserClaims;
+use mcpgate_token_service::state::{now, AppState};
+use mcpgate_token_service::upstream;
+use mcpgate_token_service::upstream::tokens::Fresh;
 use sha2::{Digest, Sha256};
 use support::{query, urlencode, Reply, Service, SECRET, VERIFIER};
 use tower::ServiceExt;
@@ -378,7 +379,7 @@ impl Harness {
     }
 
     async fn fresh(&self, username: &str, route: &str) -> Fresh {
-        upstream_tokens::fresh_token(&self.state, username, &self.route(route))
+        upstream::tokens::fresh_token(&self.state, username, &self.route(route))
             .await
             .expect("fresh_token")
     }
@@ -523,7 +524,7 @@ async fn connect_and_refresh(h: &Harness) {
         );
     }
     assert_eq!(
-        upstream_tokens::status(&h.state, "alice", &h.route(GITHUB))
+        upstream::tokens::status(&h.state, "alice", &h.route(GITHUB))
             .await
             .expect("status"),
         None
@@ -540,7 +541,7 @@ async fn connect_and_refresh(h: &Harness) {
     assert_eq!(h.provider().code_calls, 1);
 
     // Stored encrypted, for alice only.
-    let status = upstream_tokens::status(&h.state, "alice", &h.route(GITHUB))
+    let status = upstream::tokens::status(&h.state, "alice", &h.route(GITHUB))
         .await
         .expect("status");
     assert!(
@@ -548,7 +549,7 @@ async fn connect_and_refresh(h: &Harness) {
         "{status:?}"
     );
     assert_eq!(
-        upstream_tokens::status(&h.state, "mallory", &h.route(GITHUB))
+        upstream::tokens::status(&h.state, "mallory", &h.route(GITHUB))
             .await
             .expect("status"),
         None
@@ -596,8 +597,8 @@ async fn connect_and_refresh(h: &Harness) {
     h.make_due("alice", GITHUB).await;
     let route = h.route(GITHUB);
     let (a, b) = tokio::join!(
-        upstream_tokens::fresh_token(&h.state, "alice", &route),
-        upstream_tokens::fresh_token(&other, "alice", &route)
+        upstream::tokens::fresh_token(&h.state, "alice", &route),
+        upstream::tokens::fresh_token(&other, "alice", &route)
     );
     assert_eq!(token_of(&a.expect("a")), "at-7");
     assert_eq!(token_of(&b.expect("b")), "at-7");
@@ -617,7 +618,7 @@ async fn connect_and_refresh(h: &Harness) {
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
-    assert!(upstream_tokens::status(&h.state, "alice", &route)
+    assert!(upstream::tokens::status(&h.state, "alice", &route)
         .await
         .expect("status")
         .is_some());
@@ -634,7 +635,7 @@ async fn connect_and_refresh(h: &Harness) {
     h.assert_disconnect_listed(&etag, "alice", GITHUB, before)
         .await;
     assert_eq!(
-        upstream_tokens::status(&h.state, "alice", &route)
+        upstream::tokens::status(&h.state, "alice", &route)
             .await
             .expect("status"),
         None
@@ -765,7 +766,7 @@ async fn authorization_reconnects_the_provider(h: &Harness) {
 
     // The upstream token gone: the refresh grant asks for a new authorization, and the MCP
     // client's refresh token is not spent by that.
-    upstream_tokens::forget(&h.state, "carol", Some(&route))
+    upstream::tokens::forget(&h.state, "carol", Some(&route))
         .await
         .expect("forget");
     let refused = h
@@ -798,7 +799,7 @@ async fn all_scenarios(database_url: &str) {
     short_lived_token_is_refreshed_halfway(&h).await;
     let (_, etag, _) = h.revocations(None).await;
     let before = now();
-    upstream_tokens::forget(&h.state, "bob", None)
+    upstream::tokens::forget(&h.state, "bob", None)
         .await
         .expect("forget all");
     assert_eq!(h.fresh("bob", GITHUB).await, Fresh::NotConnected);

@@ -15,10 +15,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http_body_util::BodyExt;
 use mcpgate_config::GatewayConfig;
-use mcpgate_token_service::app::{router, AppState};
-use mcpgate_token_service::config_reload::LiveConfig;
+use mcpgate_token_service::identity::users;
 use mcpgate_token_service::internal_api::{self, InternalSecret};
-use mcpgate_token_service::{pkce, users};
+use mcpgate_token_service::oauth::pkce;
+use mcpgate_token_service::runtime::reload::LiveConfig;
+use mcpgate_token_service::state::{router, AppState};
 use serde_json::Value;
 use sqlx::any::AnyPoolOptions;
 use tower::ServiceExt;
@@ -289,7 +290,7 @@ where
     sqlx::any::install_default_drivers();
     let schema = format!(
         "{prefix}{}",
-        mcpgate_token_service::opaque_token::generate()
+        mcpgate_token_service::oauth::opaque_token::generate()
             .to_ascii_lowercase()
             .replace(['-', '_'], "")
     );

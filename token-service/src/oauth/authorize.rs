@@ -8,13 +8,20 @@ use mcpgate_config::gateway::{ClientRoute, ServerRoute};
 use mcpgate_config::paths;
 use serde::Deserialize;
 
-use crate::app::{now, request_host, secs, ClientLookupError, SharedState, PENDING_LIFETIME_SECS};
-use crate::client_metadata::valid_scope;
+use crate::clients::metadata::valid_scope;
 use crate::clients::{Client, ClientKind};
-use crate::request_params::Params;
+use crate::http::pages;
+use crate::http::params::Params;
+use crate::identity::session;
+use crate::identity::users;
+use crate::identity::users::UserClaims;
+use crate::oauth::opaque_token;
+use crate::oauth::pkce;
+use crate::oauth::resources;
+use crate::state::{
+    now, request_host, secs, ClientLookupError, SharedState, PENDING_LIFETIME_SECS,
+};
 use crate::store::{AuthorizationCode, PendingAuthorization, Session};
-use crate::users::UserClaims;
-use crate::{opaque_token, pages, pkce, resources, session, users};
 
 /// A validated authorization request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -741,7 +748,7 @@ async fn approve(
     status: StatusCode,
 ) -> Response {
     if let Some(to_provider) =
-        crate::connect::upstream_hop(state, pending, session, user, status).await
+        crate::upstream::connect::upstream_hop(state, pending, session, user, status).await
     {
         return to_provider;
     }
@@ -797,7 +804,7 @@ pub(crate) async fn issue_code(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::tests::routes;
+    use crate::oauth::resources::tests::routes;
 
     const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 

@@ -1139,7 +1139,7 @@ mod tests {
         sqlx::any::install_default_drivers();
         let schema = format!(
             "mcpgate_test_{}",
-            crate::opaque_token::generate()
+            crate::oauth::opaque_token::generate()
                 .to_ascii_lowercase()
                 .replace(['-', '_'], "")
         );

@@ -128,7 +128,7 @@ pub fn authenticate(users: &UsersFile, username: &str, password: &str) -> Option
         Some(_) => None,
         None => {
             let dummy = DUMMY.get_or_init(|| {
-                hash_password(&crate::opaque_token::generate()).unwrap_or_default()
+                hash_password(&crate::oauth::opaque_token::generate()).unwrap_or_default()
             });
             verify_password(password, dummy);
             None

@@ -9,8 +9,8 @@ use mcpgate_config::gateway::{GatewayConfig, ServerRoute};
 use mcpgate_config::paths;
 use serde_json::{json, Value};
 
-use crate::app::{request_host, SharedState};
-use crate::resources::host_matches;
+use crate::oauth::resources::host_matches;
+use crate::state::{request_host, SharedState};
 
 /// Union of every route's scopes, in first-seen order.
 fn all_scopes(routes: &[ServerRoute]) -> Vec<String> {
@@ -163,7 +163,7 @@ pub async fn jwks_handler(State(state): State<SharedState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::tests::{routes, CONFIG};
+    use crate::oauth::resources::tests::{routes, CONFIG};
 
     #[test]
     fn as_metadata_lists_only_served_endpoints() {

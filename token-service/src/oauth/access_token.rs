@@ -3,8 +3,8 @@
 use jwt_simple::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::signing_keys::SigningKeys;
-use crate::users::UserClaims;
+use crate::identity::users::UserClaims;
+use crate::runtime::signing_keys::SigningKeys;
 
 /// The non-registered claims of a TE.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -70,7 +70,7 @@ fn sign(
     now: i64,
     lifetime_secs: u64,
 ) -> anyhow::Result<Minted> {
-    let jti = crate::opaque_token::generate();
+    let jti = crate::oauth::opaque_token::generate();
     let now_u = u64::try_from(now).unwrap_or(0);
     let claims = JWTClaims {
         issued_at: Some(Duration::from_secs(now_u)),

@@ -4,9 +4,9 @@
 use axum::http::{header, HeaderMap};
 use cookie::{Cookie, SameSite};
 
-use crate::opaque_token;
+use crate::identity::users::UserClaims;
+use crate::oauth::opaque_token;
 use crate::store::{Session, Store};
-use crate::users::UserClaims;
 
 pub const COOKIE: &str = "mcpgate_session";
 /// With an https issuer the cookie gets the `__Host-` prefix: Secure, host-only, Path=/.

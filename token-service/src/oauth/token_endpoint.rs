@@ -8,14 +8,15 @@ use axum::response::{IntoResponse, Response};
 use mcpgate_config::gateway::{canonical_resource, TokenEndpointAuthMethod};
 use serde::Serialize;
 
-use crate::access_token::{self, Grant};
-use crate::app::{now, secs, AppState, SharedState};
 use crate::clients::{self, Client};
-use crate::oauth_error::OAuthError;
-use crate::request_params::Params;
+use crate::http::params::Params;
+use crate::identity::users::UserClaims;
+use crate::oauth::access_token::{self, Grant};
+use crate::oauth::error::OAuthError;
+use crate::oauth::opaque_token;
+use crate::oauth::pkce;
+use crate::state::{now, secs, AppState, SharedState};
 use crate::store::{AuthorizationCode, RefreshToken};
-use crate::users::UserClaims;
-use crate::{opaque_token, pkce};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TokenResponse {
@@ -271,7 +272,7 @@ pub async fn refresh(
         .iter()
         .find(|r| r.resource == record.resource && r.upstream_oauth2.is_some())
     {
-        if crate::upstream_tokens::status(state, &record.username, route)
+        if crate::upstream::tokens::status(state, &record.username, route)
             .await?
             .is_none()
         {
@@ -371,7 +372,7 @@ pub async fn handler(
     body: String,
 ) -> Response {
     match token(&state, &headers, &body).await {
-        Ok(body) => crate::oauth_error::no_store_json(StatusCode::OK, body),
+        Ok(body) => crate::oauth::error::no_store_json(StatusCode::OK, body),
         Err(e) => e.into_response(),
     }
 }

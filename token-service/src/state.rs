@@ -17,14 +17,19 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::client_metadata_document::{DocumentError, MetadataDocuments};
+use crate::clients::metadata_document::{DocumentError, MetadataDocuments};
+use crate::clients::registration;
 use crate::clients::Client;
-use crate::config_reload::{self, LiveConfig};
-use crate::config_watch::ConfigWatch;
 use crate::internal_api::InternalSecret;
-use crate::signing_keys::SigningKeys;
+use crate::oauth::authorize;
+use crate::oauth::metadata;
+use crate::oauth::revocation;
+use crate::oauth::token_endpoint;
+use crate::runtime::reload::{self, LiveConfig};
+use crate::runtime::signing_keys::SigningKeys;
+use crate::runtime::watch::ConfigWatch;
 use crate::store::Store;
-use crate::{authorize, mcp_routes, metadata, registration, revocation, token_endpoint};
+use crate::upstream::mcp_routes;
 
 /// How long a started authorization may wait for sign-in and consent.
 pub const PENDING_LIFETIME_SECS: i64 = 600;
@@ -47,7 +52,7 @@ pub struct AppState {
     /// The metadata-document cache: kept across reloads unless its settings change.
     pub documents: Arc<MetadataDocuments>,
     /// Upstream OAuth: the token key, the provider client, refresh locks.
-    pub upstream: Arc<crate::upstream_tokens::UpstreamTokens>,
+    pub upstream: Arc<crate::upstream::tokens::UpstreamTokens>,
 }
 
 /// What the service derives from the gateway file alone, checked the same way at start and on
@@ -120,7 +125,7 @@ impl AppState {
                 .client_id_metadata_documents
                 .clone(),
         )?;
-        let upstream = crate::upstream_tokens::UpstreamTokens::new(&config, &parts.routes)?;
+        let upstream = crate::upstream::tokens::UpstreamTokens::new(&config, &parts.routes)?;
         let store = Store::connect(&config.token_service.database_url).await?;
         Ok(Self::assemble(
             config,
@@ -139,7 +144,7 @@ impl AppState {
         store: Store,
         keys: Arc<SigningKeys>,
         documents: Arc<MetadataDocuments>,
-        upstream: Arc<crate::upstream_tokens::UpstreamTokens>,
+        upstream: Arc<crate::upstream::tokens::UpstreamTokens>,
     ) -> Self {
         let issuer = config.authorization_server.issuer.clone();
         Self {
@@ -276,9 +281,9 @@ pub fn router(state: SharedState) -> Router {
         .route(paths::SIGN_IN, get(authorize::sign_in_form_handler).post(authorize::sign_in_handler))
         .route(paths::CONSENT, get(authorize::consent_page_handler).post(authorize::consent_handler))
         .route(paths::HEALTH, get(health_handler))
-        .route(paths::UPSTREAM_CALLBACK, get(crate::connect::callback_handler))
+        .route(paths::UPSTREAM_CALLBACK, get(crate::upstream::connect::callback_handler))
         // `<server route>/.mcpgate/mcp/connect`: any prefix, so it is matched in the fallback.
-        .fallback(crate::connect::fallback_handler)
+        .fallback(crate::upstream::connect::fallback_handler)
         .layer(RequestBodyLimitLayer::new(body_limit))
         // Spans carry the method and path only: query strings can hold request ids and state.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
@@ -318,7 +323,7 @@ pub async fn serve(config: GatewayConfig, config_path: PathBuf) -> anyhow::Resul
     // configuration names are added once loading has created those it creates (the key).
     let mut watch =
         ConfigWatch::new([config_path.clone()]).context("cannot watch the gateway file")?;
-    let files = config_reload::watched_files(&config_path, &config);
+    let files = reload::watched_files(&config_path, &config);
     let live = LiveConfig::new(AppState::new(config).await?, secret);
     watch.watch(files);
     let listener = tokio::net::TcpListener::bind(listen)
@@ -346,7 +351,7 @@ pub async fn serve(config: GatewayConfig, config_path: PathBuf) -> anyhow::Resul
             }
         }
     });
-    let reload = tokio::spawn(config_reload::run(live.clone(), config_path, watch));
+    let reload = tokio::spawn(reload::run(live.clone(), config_path, watch));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;

@@ -19,9 +19,9 @@ use mcpgate_config::GatewayConfig;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row};
 
-use crate::app::{now, AppState};
-use crate::opaque_token;
-use crate::upstream_oauth::{ProviderError, TokenSet, UpstreamOAuth};
+use crate::oauth::opaque_token;
+use crate::state::{now, AppState};
+use crate::upstream::provider::{ProviderError, TokenSet, UpstreamOAuth};
 
 /// How long a refresh lease holds; longer than a provider request may take.
 pub const LEASE_SECS: i64 = 30;
@@ -100,7 +100,7 @@ impl TokenCipher {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = XChaCha20Poly1305::generate_key(&mut OsRng);
                 let text = format!("{}\n", STANDARD.encode(key));
-                crate::key_files::create_private(
+                crate::runtime::key_files::create_private(
                     path,
                     &text,
                     "token_service.upstream_token_key_file",

@@ -14,12 +14,17 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row};
 use url::Url;
 
-use crate::app::{now, request_host, SharedState};
-use crate::request_params::Params;
+use crate::http::pages;
+use crate::http::params::Params;
+use crate::identity::session;
+use crate::identity::users::UserClaims;
+use crate::oauth::authorize;
+use crate::oauth::opaque_token;
+use crate::oauth::resources;
+use crate::state::{now, request_host, SharedState};
 use crate::store::{PendingAuthorization, Session};
-use crate::upstream_oauth::ProviderError;
-use crate::users::UserClaims;
-use crate::{authorize, opaque_token, pages, resources, session, upstream_tokens};
+use crate::upstream::provider::ProviderError;
+use crate::upstream::tokens;
 
 /// How long a trip through the provider may take.
 pub const STATE_LIFETIME_SECS: i64 = 600;
@@ -378,7 +383,7 @@ pub(crate) async fn upstream_hop(
         .iter()
         .find(|r| r.resource == pending.resource)?;
     let config = route.upstream_oauth2.as_ref()?;
-    match upstream_tokens::status(state, &user.username, route).await {
+    match tokens::status(state, &user.username, route).await {
         Ok(Some(_)) => None,
         Ok(None) => Some(
             begin(
@@ -615,7 +620,7 @@ pub async fn callback_handler(
         }
     };
     let t = now();
-    if let Err(e) = upstream_tokens::store(&state, &user.username, route, &tokens, t).await {
+    if let Err(e) = tokens::store(&state, &user.username, route, &tokens, t).await {
         return internal_error_page(e);
     }
     tracing::info!(target: "mcpgate::audit", event = "upstream_connect", user = %user.username, route = %route.resource, expires_in = ?tokens.expires_in, refreshable = tokens.refresh_token.is_some());

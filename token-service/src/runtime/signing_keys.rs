@@ -37,7 +37,7 @@ impl SigningKeys {
             Ok(pem) => pem,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let pem = Ed25519KeyPair::generate().to_pem();
-                crate::key_files::create_private(
+                crate::runtime::key_files::create_private(
                     path,
                     &pem,
                     "authorization_server.signing_key_file",
@@ -108,7 +108,7 @@ impl SigningKeys {
     /// The public JWK set served at `/.well-known/jwks.json`: the signing key first, then the
     /// retired keys still in use.
     pub fn jwks(&self) -> serde_json::Value {
-        self.jwks_at(crate::app::now())
+        self.jwks_at(crate::state::now())
     }
 
     fn jwks_at(&self, now: i64) -> serde_json::Value {
@@ -139,7 +139,7 @@ impl SigningKeys {
         token: &str,
         options: VerificationOptions,
     ) -> Result<JWTClaims<C>, jwt_simple::Error> {
-        self.verify_token_at(token, options, crate::app::now())
+        self.verify_token_at(token, options, crate::state::now())
     }
 
     fn verify_token_at<C: DeserializeOwned>(

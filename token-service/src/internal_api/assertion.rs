@@ -6,7 +6,7 @@
 use jwt_simple::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::signing_keys::SigningKeys;
+use crate::runtime::signing_keys::SigningKeys;
 
 /// How long an assertion is valid.
 pub const LIFETIME_SECS: i64 = 300;
@@ -52,7 +52,7 @@ pub fn mint(
         issuer: Some(issuer.to_string()),
         subject: Some(subject.sub.to_string()),
         audiences: Some(Audiences::AsString(audience.to_string())),
-        jwt_id: Some(crate::opaque_token::generate()),
+        jwt_id: Some(crate::oauth::opaque_token::generate()),
         nonce: None,
         custom: AssertionClaims {
             email: subject.email.to_string(),
@@ -144,9 +144,12 @@ mod tests {
         assert!(public
             .verify_token::<AssertionClaims>(&minted.token, Some(as_te))
             .is_err());
-        assert!(
-            crate::access_token::verify(&keys, "http://localhost:18080", &minted.token, 5)
-                .is_none()
-        );
+        assert!(crate::oauth::access_token::verify(
+            &keys,
+            "http://localhost:18080",
+            &minted.token,
+            5
+        )
+        .is_none());
     }
 }

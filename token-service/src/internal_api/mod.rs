@@ -3,6 +3,8 @@
 //! `Authorization: Bearer <MCPGATE_INTERNAL_API_SECRET>`. Bodies are small JSON documents; errors
 //! are JSON with `error` and never echo a token.
 
+pub mod assertion;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -23,13 +25,15 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::access_token::{self, Grant, TokenClaims};
-use crate::app::{now, AppState, SharedState};
-use crate::assertion::{self, Subject};
+use crate::identity::users::UserClaims;
+use crate::internal_api::assertion::Subject;
+use crate::oauth::access_token::{self, Grant, TokenClaims};
+use crate::oauth::opaque_token;
+use crate::service_accounts;
+use crate::state::{now, AppState, SharedState};
 use crate::store::UPSTREAM_DISCONNECT_LISTED_SECS;
-use crate::upstream_tokens::{self, Fresh};
-use crate::users::UserClaims;
-use crate::{opaque_token, service_accounts};
+use crate::upstream;
+use crate::upstream::tokens::Fresh;
 
 /// Largest request body the internal API reads.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -98,7 +102,7 @@ pub fn error(status: StatusCode, code: &str, description: Option<&str>) -> Respo
     if let Some(d) = description {
         body["error_description"] = json!(d);
     }
-    crate::oauth_error::no_store_json(status, body)
+    crate::oauth::error::no_store_json(status, body)
 }
 
 fn internal(e: anyhow::Error) -> Response {
@@ -334,7 +338,7 @@ pub async fn credentials(
         return Ok(Credentials::InvalidToken);
     }
     let (upstream_token, refresh_at, upstream_exp) = if route.upstream_oauth2.is_some() {
-        match upstream_tokens::fresh_token(state, &te.sub, route).await? {
+        match upstream::tokens::fresh_token(state, &te.sub, route).await? {
             Fresh::Token {
                 access_token,
                 expires_at,
@@ -377,7 +381,7 @@ async fn credentials_handler(State(state): State<SharedState>, body: Body) -> Re
             assertion,
             upstream_token,
             cache_until,
-        }) => crate::oauth_error::no_store_json(
+        }) => crate::oauth::error::no_store_json(
             StatusCode::OK,
             json!({
                 "assertion": assertion,
@@ -387,7 +391,7 @@ async fn credentials_handler(State(state): State<SharedState>, body: Body) -> Re
         ),
         Ok(Credentials::InvalidToken) => invalid_token(),
         Ok(Credentials::UpstreamAuthorizationRequired { connect_url }) => {
-            crate::oauth_error::no_store_json(
+            crate::oauth::error::no_store_json(
                 StatusCode::FORBIDDEN,
                 json!({"error": "upstream_authorization_required", "connect_url": connect_url}),
             )
@@ -521,7 +525,7 @@ async fn session_handler(State(state): State<SharedState>, body: Body) -> Respon
         return unknown_route("client");
     };
     match session_credentials(&state, route, &req.session, now()).await {
-        Ok(Some(c)) => crate::oauth_error::no_store_json(
+        Ok(Some(c)) => crate::oauth::error::no_store_json(
             StatusCode::OK,
             json!({"token": c.token, "assertion": c.assertion, "cache_until": c.cache_until}),
         ),
@@ -545,7 +549,7 @@ async fn upstream_rejected_handler(State(state): State<SharedState>, body: Body)
         Ok(_) => return invalid_token(),
         Err(e) => return internal(e),
     };
-    if let Err(e) = upstream_tokens::forget(&state, &te.sub, Some(route)).await {
+    if let Err(e) = upstream::tokens::forget(&state, &te.sub, Some(route)).await {
         return internal(e);
     }
     tracing::info!(
@@ -569,8 +573,8 @@ pub async fn revocations(state: &AppState, t: i64) -> anyhow::Result<Value> {
     let subjects = service_accounts::revoked_subjects(
         &accounts,
         t,
-        crate::app::secs(a.access_token_lifetime),
-        crate::app::secs(a.leeway),
+        crate::state::secs(a.access_token_lifetime),
+        crate::state::secs(a.leeway),
     );
     let disconnected: Vec<Value> = state
         .store

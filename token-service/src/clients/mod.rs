@@ -1,13 +1,17 @@
 //! OAuth clients of every origin (pre-registered in the gateway file, dynamically registered,
 //! client ID metadata documents), redirect URI matching, and token-endpoint client authentication.
 
+pub mod metadata;
+pub mod metadata_document;
+pub mod registration;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use mcpgate_config::gateway::{is_loopback_host, StaticClient, TokenEndpointAuthMethod};
 
-use crate::client_metadata::ClientMetadata;
-use crate::oauth_error::OAuthError;
-use crate::opaque_token;
+use crate::clients::metadata::ClientMetadata;
+use crate::oauth::error::OAuthError;
+use crate::oauth::opaque_token;
 use crate::store::StoredClient;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +164,7 @@ pub struct PresentedCredentials {
 /// The client credentials a token-endpoint request presents (header or form).
 pub fn presented_in_request(
     headers: &axum::http::HeaderMap,
-    params: &crate::request_params::Params,
+    params: &crate::http::params::Params,
 ) -> Result<PresentedCredentials, OAuthError> {
     let authorization = headers
         .get(axum::http::header::AUTHORIZATION)

@@ -12,15 +12,16 @@ use axum::http::HeaderMap;
 use clap::{Args, Subcommand};
 use mcpgate_config::gateway::{canonical_resource, ServerRoute, TokenEndpointAuthMethod};
 
-use crate::access_token::{self, Grant};
-use crate::app::{now, secs, AppState};
-use crate::oauth_error::OAuthError;
-use crate::request_params::Params;
-use crate::signing_keys::SigningKeys;
+use crate::clients;
+use crate::http::params::Params;
+use crate::identity::users::UserClaims;
+use crate::oauth::access_token::{self, Grant};
+use crate::oauth::error::OAuthError;
+use crate::oauth::opaque_token;
+use crate::oauth::token_endpoint::TokenResponse;
+use crate::runtime::signing_keys::SigningKeys;
+use crate::state::{now, secs, AppState};
 use crate::store::{ServiceAccount, Store};
-use crate::token_endpoint::TokenResponse;
-use crate::users::UserClaims;
-use crate::{clients, opaque_token};
 
 /// `sub` (and `sid`) of a service account's tokens: this prefix plus the account id.
 pub const SUBJECT_PREFIX: &str = "sa:";
@@ -289,7 +290,7 @@ pub async fn client_credentials(
         None => {
             // Any other client: authenticate it as usual (unknown or wrong secret stays
             // invalid_client), then refuse the grant.
-            crate::token_endpoint::authenticate_client(state, headers, params).await?;
+            crate::oauth::token_endpoint::authenticate_client(state, headers, params).await?;
             return Err(OAuthError::unauthorized_client(
                 "the client_credentials grant is only available to service accounts",
             ));

@@ -10,11 +10,11 @@ use mcpgate_config::gateway::{canonical_resource, ServerRoute};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::app::{now, AppState, SharedState};
 use crate::internal_api::{
     self, allowed_routes, verify_token, VerifiedToken, CLIENT_ROUTE_CLIENT_ID,
 };
-use crate::upstream_tokens;
+use crate::state::{now, AppState, SharedState};
+use crate::upstream::tokens;
 
 /// Largest disconnect body read.
 const MAX_BODY_BYTES: usize = 4 * 1024;
@@ -76,7 +76,7 @@ pub async fn list(state: &AppState, te: &VerifiedToken) -> anyhow::Result<Vec<Se
     for route in allowed_routes(state, &identity) {
         let needs_oauth = route.upstream_oauth2.is_some();
         let (connected, expires_at) = if needs_oauth {
-            match upstream_tokens::status(state, &te.sub, route).await? {
+            match tokens::status(state, &te.sub, route).await? {
                 Some(expiry) => (true, expiry),
                 None => (false, None),
             }
@@ -103,7 +103,7 @@ pub async fn list_handler(State(state): State<SharedState>, headers: HeaderMap) 
     };
     match list(&state, &te).await {
         Ok(servers) => {
-            crate::oauth_error::no_store_json(StatusCode::OK, json!({ "servers": servers }))
+            crate::oauth::error::no_store_json(StatusCode::OK, json!({ "servers": servers }))
         }
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "routes listing: internal error");
@@ -177,11 +177,11 @@ pub async fn disconnect_handler(
         Err(d) => return bad(d),
     };
     let result = match &targets {
-        None => upstream_tokens::forget(&state, &te.sub, None).await,
+        None => tokens::forget(&state, &te.sub, None).await,
         Some(routes) => {
             let mut result = Ok(());
             for route in routes {
-                result = upstream_tokens::forget(&state, &te.sub, Some(route)).await;
+                result = tokens::forget(&state, &te.sub, Some(route)).await;
                 if result.is_err() {
                     break;
                 }

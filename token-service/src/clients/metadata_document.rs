@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap};
 use mcpgate_config::gateway::{ClientIdMetadataDocuments, TokenEndpointAuthMethod};
 use url::Url;
 
-use crate::client_metadata::ClientMetadata;
+use crate::clients::metadata::ClientMetadata;
 use crate::clients::{Client, ClientKind};
 
 /// Cached documents are bounded so a flood of distinct URLs cannot grow memory without limit.

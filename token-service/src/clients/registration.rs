@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use mcpgate_config::gateway::TokenEndpointAuthMethod;
 use serde_json::{json, Value};
 
-use crate::app::{now, SharedState};
-use crate::client_metadata::ClientMetadata;
-use crate::oauth_error::OAuthError;
-use crate::opaque_token;
+use crate::clients::metadata::ClientMetadata;
+use crate::oauth::error::OAuthError;
+use crate::oauth::opaque_token;
+use crate::state::{now, SharedState};
 use crate::store::{Store, StoredClient};
 
 fn too_large(max: usize) -> OAuthError {
@@ -75,7 +75,7 @@ pub async fn handler(State(state): State<SharedState>, headers: HeaderMap, body:
         Err(_) => return too_large(max).into_response(),
     };
     match register(&state.store, &bytes, now()).await {
-        Ok(body) => crate::oauth_error::no_store_json(StatusCode::CREATED, body),
+        Ok(body) => crate::oauth::error::no_store_json(StatusCode::CREATED, body),
         Err(e) => e.into_response(),
     }
 }
