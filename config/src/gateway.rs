@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::filter::{default_port, FilterClientRoute, FilterConfig, FilterRoute, SigningAlgorithm};
+use crate::telemetry::Telemetry;
 use crate::{paths, ConfigError};
 
 /// Name of the Envoy cluster in front of the token service; the filter makes its call-outs to it.
@@ -28,6 +29,9 @@ pub struct GatewayConfig {
     /// What the Kubernetes targets (`render istio`, `render envoy-gateway`) need.
     #[serde(default)]
     pub kubernetes: Option<KubernetesSettings>,
+    /// Metrics and traces (token service and mcpgate's own Envoy).
+    #[serde(default)]
+    pub telemetry: Telemetry,
     pub routes: Vec<Route>,
 }
 
@@ -197,6 +201,29 @@ pub struct EnvoySettings {
     /// (containers, another machine).
     #[serde(default)]
     pub token_service_address: Option<String>,
+    /// Several replicas of the token service (sharing one PostgreSQL database), instead of
+    /// `token_service_address`. Envoy balances over them round robin, health-checks them and
+    /// retries a request that could not reach one on another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_service_endpoints: Option<Vec<TokenServiceEndpoint>>,
+}
+
+/// One replica of the token service, as Envoy reaches it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenServiceEndpoint {
+    /// `host:port` of the replica's public listener.
+    pub address: String,
+    /// `host:port` of the replica's internal listener. Default: `address` with the port plus one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_address: Option<String>,
+}
+
+/// Where Envoy reaches one token-service replica, both listeners resolved (`host:port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenServiceAddresses {
+    pub public: String,
+    pub internal: String,
 }
 
 impl Default for EnvoySettings {
@@ -207,6 +234,7 @@ impl Default for EnvoySettings {
             wasm_module: defaults::wasm_module(),
             jwks_refresh: defaults::jwks_refresh(),
             token_service_address: None,
+            token_service_endpoints: None,
         }
     }
 }
@@ -736,6 +764,8 @@ impl GatewayConfig {
                 ));
             }
         }
+        self.validate_token_service_endpoints()?;
+        self.telemetry.validate()?;
         if self.token_service.database_url.is_empty() {
             return Err(ConfigError::new(
                 "token_service.database_url",
@@ -809,6 +839,98 @@ impl GatewayConfig {
             }
         }
         Ok(())
+    }
+
+    /// `envoy.token_service_endpoints`: well-formed, distinct, and (several replicas) a database
+    /// they can share.
+    fn validate_token_service_endpoints(&self) -> Result<(), ConfigError> {
+        const FIELD: &str = "envoy.token_service_endpoints";
+        let Some(endpoints) = &self.envoy.token_service_endpoints else {
+            return Ok(());
+        };
+        if self.envoy.token_service_address.is_some() {
+            return Err(ConfigError::new(
+                FIELD,
+                "set envoy.token_service_endpoints or envoy.token_service_address, not both",
+            ));
+        }
+        if endpoints.is_empty() {
+            return Err(ConfigError::new(
+                FIELD,
+                "must list at least one endpoint (or leave it out)",
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, e) in endpoints.iter().enumerate() {
+            let field = |f: &str| format!("{FIELD}[{i}].{f}");
+            let (host, port) = split_host_port(&e.address)
+                .map_err(|reason| ConfigError::new(field("address"), reason))?;
+            let internal = match &e.internal_address {
+                Some(internal) => {
+                    let (host, port) = split_host_port(internal)
+                        .map_err(|reason| ConfigError::new(field("internal_address"), reason))?;
+                    (host, port)
+                }
+                None => {
+                    let next = port.checked_add(1).ok_or_else(|| {
+                        ConfigError::new(
+                            field("internal_address"),
+                            "is needed: the default (the port of address plus one) is past 65535",
+                        )
+                    })?;
+                    (host.clone(), next)
+                }
+            };
+            for (name, (host, port)) in [("address", (host, port)), ("internal_address", internal)]
+            {
+                if !seen.insert((host.to_ascii_lowercase(), port)) {
+                    return Err(ConfigError::new(
+                        field(name),
+                        format!(
+                            "{} is already used by another endpoint or listener in {FIELD}",
+                            join_host_port(&host, port)
+                        ),
+                    ));
+                }
+            }
+        }
+        let database = &self.token_service.database_url;
+        let shared = database.starts_with("postgres://") || database.starts_with("postgresql://");
+        if endpoints.len() > 1 && !shared {
+            return Err(ConfigError::new(
+                "token_service.database_url",
+                format!(
+                    "must be a postgres:// database when {FIELD} lists several replicas: they \
+                     share one database, and an SQLite file cannot be shared between processes \
+                     or machines"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The same gateway file for one token-service process among several on a host: its own
+    /// public and internal listeners (`serve --listen … --internal-listen …`). With only `listen`
+    /// given, the internal listener is `listen` with the port plus one (the file's
+    /// `internal_listen` belongs to the file's `listen`).
+    pub fn with_listen_override(
+        mut self,
+        listen: Option<SocketAddr>,
+        internal_listen: Option<SocketAddr>,
+    ) -> Result<Self, ConfigError> {
+        if let Some(listen) = listen {
+            self.token_service.listen = listen;
+            self.token_service.internal_listen = internal_listen;
+        } else if internal_listen.is_some() {
+            self.token_service.internal_listen = internal_listen;
+        }
+        if self.internal_listen() == self.token_service.listen {
+            return Err(ConfigError::new(
+                "token_service.internal_listen",
+                "must differ from token_service.listen (the internal API has its own listener)",
+            ));
+        }
+        Ok(self)
     }
 
     /// Client routes, upstream OAuth and the internal listener.
@@ -979,17 +1101,58 @@ impl GatewayConfig {
         })
     }
 
-    /// Where Envoy reaches the token service (`host:port`).
+    /// Where Envoy reaches the token service (`host:port`): the first of
+    /// `envoy.token_service_endpoints` when they are set. The filter's call-outs carry it as
+    /// their authority.
     pub fn token_service_address(&self) -> String {
+        if let Some(first) = self.token_service_endpoints().into_iter().next() {
+            return first.public;
+        }
+        self.single_token_service_address()
+    }
+
+    /// Where Envoy reaches the token service's internal listener (`host:port`): the internal
+    /// port on the host of `envoy.token_service_address` when that is set, the first endpoint's
+    /// internal address when `envoy.token_service_endpoints` are.
+    pub fn internal_service_address(&self) -> String {
+        if let Some(first) = self.token_service_endpoints().into_iter().next() {
+            return first.internal;
+        }
+        self.single_internal_service_address()
+    }
+
+    /// Every token-service replica Envoy balances over, both listeners resolved: the
+    /// `envoy.token_service_endpoints`, or the one token service of `envoy.token_service_address`
+    /// or `token_service.listen`.
+    pub fn token_service_endpoints(&self) -> Vec<TokenServiceAddresses> {
+        match &self.envoy.token_service_endpoints {
+            Some(endpoints) if !endpoints.is_empty() => endpoints
+                .iter()
+                .map(|e| TokenServiceAddresses {
+                    public: e.address.clone(),
+                    internal: e.internal_address.clone().unwrap_or_else(|| {
+                        match split_host_port(&e.address) {
+                            Ok((host, port)) => join_host_port(&host, port.wrapping_add(1)),
+                            Err(_) => e.address.clone(),
+                        }
+                    }),
+                })
+                .collect(),
+            _ => vec![TokenServiceAddresses {
+                public: self.single_token_service_address(),
+                internal: self.single_internal_service_address(),
+            }],
+        }
+    }
+
+    fn single_token_service_address(&self) -> String {
         self.envoy
             .token_service_address
             .clone()
             .unwrap_or_else(|| self.token_service.listen.to_string())
     }
 
-    /// Where Envoy reaches the token service's internal listener (`host:port`): the internal
-    /// port on the host of `envoy.token_service_address` when that is set.
-    pub fn internal_service_address(&self) -> String {
+    fn single_internal_service_address(&self) -> String {
         let port = self.internal_listen().port();
         match &self.envoy.token_service_address {
             Some(addr) => match addr.rsplit_once(':') {
@@ -1314,6 +1477,45 @@ fn oci_reference(image: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(reference.to_string())
+}
+
+/// `host:port`, `[v6]:port` or `v4:port`: a host without scheme, path or spaces and a port from
+/// 1 to 65535. Returns the host without brackets.
+fn split_host_port(address: &str) -> Result<(String, u16), String> {
+    const SHAPE: &str = "must be host:port (a DNS name, an IPv4 address or a bracketed IPv6 \
+                         address, then a port from 1 to 65535)";
+    let (host, port) = if let Some(rest) = address.strip_prefix('[') {
+        let (host, port) = rest.split_once("]:").ok_or(SHAPE)?;
+        host.parse::<std::net::Ipv6Addr>().map_err(|_| SHAPE)?;
+        (host, port)
+    } else {
+        let (host, port) = address.rsplit_once(':').ok_or(SHAPE)?;
+        let name_ok = !host.is_empty()
+            && host.len() <= 253
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+            && !host.starts_with(['.', '-'])
+            && !host.contains("..");
+        if !name_ok {
+            return Err(SHAPE.into());
+        }
+        (host, port)
+    };
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0 && !port.starts_with('+'))
+        .ok_or(SHAPE)?;
+    Ok((host.to_string(), port))
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// RFC 1123 label: what Kubernetes accepts as a namespace or Service name.
@@ -1762,6 +1964,224 @@ routes:
         assert_eq!(err(&same_listener).field, "token_service.internal_listen");
         let connect_segment = BASE.replace("/second/", "/x/.mcpgate/y");
         assert_eq!(err(&connect_segment).field, "routes[1].from");
+    }
+
+    fn with_envoy(envoy: &str) -> String {
+        BASE.replace(
+            "  users_file: users.yaml\n",
+            &format!("  users_file: users.yaml\nenvoy:\n{envoy}"),
+        )
+    }
+
+    fn postgres(yaml: &str) -> String {
+        yaml.replace(
+            "sqlite://data/mcpgate.db?mode=rwc",
+            "postgres://mcpgate@db.internal/mcpgate",
+        )
+    }
+
+    const TWO_REPLICAS: &str = "  token_service_endpoints:\n    - address: ts-a.internal:8080\n    - address: 10.0.0.12:9080\n      internal_address: 10.0.0.12:9190\n";
+
+    #[test]
+    fn token_service_endpoints_resolve_both_listeners() {
+        let config = GatewayConfig::from_yaml(&postgres(&with_envoy(TWO_REPLICAS))).expect("valid");
+        let endpoints = config.token_service_endpoints();
+        assert_eq!(
+            endpoints,
+            vec![
+                TokenServiceAddresses {
+                    public: "ts-a.internal:8080".into(),
+                    internal: "ts-a.internal:8081".into()
+                },
+                TokenServiceAddresses {
+                    public: "10.0.0.12:9080".into(),
+                    internal: "10.0.0.12:9190".into()
+                },
+            ]
+        );
+        // The filter's call-outs name the first replica.
+        assert_eq!(config.token_service_address(), "ts-a.internal:8080");
+        assert_eq!(config.internal_service_address(), "ts-a.internal:8081");
+        // One endpoint needs no shared database; IPv6 keeps its brackets.
+        let one = with_envoy("  token_service_endpoints: [{address: '[fd00::1]:8080'}]\n");
+        let config = GatewayConfig::from_yaml(&one).expect("one replica on SQLite");
+        assert_eq!(config.internal_service_address(), "[fd00::1]:8081");
+        // Without the field: the one token service, as before.
+        let config = GatewayConfig::from_yaml(BASE).expect("valid");
+        assert_eq!(
+            config.token_service_endpoints(),
+            vec![TokenServiceAddresses {
+                public: "127.0.0.1:18081".into(),
+                internal: "127.0.0.1:18082".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn token_service_endpoint_errors_name_the_field() {
+        let both = err(&postgres(&with_envoy(&format!(
+            "  token_service_address: ts:8080\n{TWO_REPLICAS}"
+        ))));
+        assert_eq!(both.field, "envoy.token_service_endpoints");
+        assert!(
+            both.reason.contains("envoy.token_service_address"),
+            "{both}"
+        );
+        let empty = err(&with_envoy("  token_service_endpoints: []\n"));
+        assert_eq!(empty.field, "envoy.token_service_endpoints");
+        for bad in [
+            "ts-a",
+            "ts-a:0",
+            "ts-a:http",
+            "http://ts-a:8080",
+            ":8080",
+            "a b:1",
+            "[::1:80",
+        ] {
+            let e = err(&with_envoy(&format!(
+                "  token_service_endpoints: [{{address: '{bad}'}}]\n"
+            )));
+            assert_eq!(e.field, "envoy.token_service_endpoints[0].address", "{bad}");
+        }
+        let bad_internal = err(&with_envoy(
+            "  token_service_endpoints: [{address: 'ts:8080', internal_address: ts}]\n",
+        ));
+        assert_eq!(
+            bad_internal.field,
+            "envoy.token_service_endpoints[0].internal_address"
+        );
+        let no_default = err(&with_envoy(
+            "  token_service_endpoints: [{address: 'ts:65535'}]\n",
+        ));
+        assert_eq!(
+            no_default.field,
+            "envoy.token_service_endpoints[0].internal_address"
+        );
+        let duplicate = err(&postgres(&with_envoy(
+            "  token_service_endpoints: [{address: 'ts:8080'}, {address: 'TS:8080'}]\n",
+        )));
+        assert_eq!(duplicate.field, "envoy.token_service_endpoints[1].address");
+        // The first replica's internal listener (8081 by default) is not another's public one.
+        let overlap = err(&postgres(&with_envoy(
+            "  token_service_endpoints: [{address: 'ts:8080'}, {address: 'ts:8081'}]\n",
+        )));
+        assert_eq!(overlap.field, "envoy.token_service_endpoints[1].address");
+        let sqlite = err(&with_envoy(TWO_REPLICAS));
+        assert_eq!(sqlite.field, "token_service.database_url");
+        assert!(sqlite.reason.contains("SQLite"), "{sqlite}");
+        assert!(sqlite.reason.contains("postgres://"), "{sqlite}");
+        let unknown = err(&with_envoy(
+            "  token_service_endpoints: [{address: 'ts:8080', internal: 'ts:9'}]\n",
+        ));
+        assert!(
+            unknown
+                .field
+                .starts_with("envoy.token_service_endpoints[0]"),
+            "{unknown}"
+        );
+    }
+
+    #[test]
+    fn listen_override_moves_both_listeners() {
+        let config = GatewayConfig::from_yaml(BASE).expect("valid");
+        let a: SocketAddr = "127.0.0.1:19080".parse().expect("addr");
+        let moved = config
+            .clone()
+            .with_listen_override(Some(a), None)
+            .expect("valid");
+        assert_eq!(moved.token_service.listen, a);
+        assert_eq!(moved.internal_listen().to_string(), "127.0.0.1:19081");
+        let internal: SocketAddr = "127.0.0.1:19500".parse().expect("addr");
+        let both = config
+            .clone()
+            .with_listen_override(Some(a), Some(internal))
+            .expect("valid");
+        assert_eq!(both.internal_listen(), internal);
+        let only_internal = config
+            .clone()
+            .with_listen_override(None, Some(internal))
+            .expect("valid");
+        assert_eq!(only_internal.token_service.listen.port(), 18081);
+        assert_eq!(only_internal.internal_listen(), internal);
+        let same = config
+            .with_listen_override(Some(a), Some(a))
+            .expect_err("one listener for both");
+        assert_eq!(same.field, "token_service.internal_listen");
+    }
+
+    fn with_telemetry(telemetry: &str) -> String {
+        format!("{BASE}telemetry:\n{telemetry}")
+    }
+
+    #[test]
+    fn telemetry_defaults_and_errors_name_the_field() {
+        let config = GatewayConfig::from_yaml(BASE).expect("valid");
+        assert!(config.telemetry.metrics);
+        assert!(config.telemetry.tracing.is_none());
+        let config = GatewayConfig::from_yaml(&with_telemetry(
+            "  metrics: false\n  tracing:\n    otlp_endpoint: http://127.0.0.1:4318\n    sampling: 12.5%\n",
+        ))
+        .expect("valid");
+        assert!(!config.telemetry.metrics);
+        let tracing = config.telemetry.tracing.expect("tracing");
+        assert_eq!(tracing.service_name, "mcpgate-token-service");
+        assert_eq!(tracing.envoy_service_name, "mcpgate-envoy");
+        assert_eq!(tracing.sampling.ratio(), 0.125);
+        assert_eq!(tracing.traces_url(), "http://127.0.0.1:4318/v1/traces");
+        let cases = [
+            (
+                "    otlp_endpoint: http://127.0.0.1:4318/v1/traces\n",
+                "telemetry.tracing.otlp_endpoint",
+                "path",
+            ),
+            (
+                "    otlp_endpoint: 127.0.0.1:4318\n",
+                "telemetry.tracing.otlp_endpoint",
+                "",
+            ),
+            (
+                "    otlp_endpoint: grpc://collector:4317\n",
+                "telemetry.tracing.otlp_endpoint",
+                "http",
+            ),
+            (
+                "    otlp_endpoint: http://c:4318\n    sampling: 150%\n",
+                "telemetry.tracing.sampling",
+                "0% to 100%",
+            ),
+            (
+                "    otlp_endpoint: http://c:4318\n    sampling: 0.5\n",
+                "telemetry.tracing.sampling",
+                "%",
+            ),
+            (
+                "    otlp_endpoint: http://c:4318\n    sampling: half\n",
+                "telemetry.tracing.sampling",
+                "%",
+            ),
+            (
+                "    otlp_endpoint: http://c:4318\n    service_name: ' '\n",
+                "telemetry.tracing.service_name",
+                "",
+            ),
+            (
+                "    otlp_endpoint: http://c:4318\n    envoy_service_name: ''\n",
+                "telemetry.tracing.envoy_service_name",
+                "",
+            ),
+            (
+                "    service_name: x\n",
+                "telemetry.tracing",
+                "otlp_endpoint",
+            ),
+        ];
+        for (tracing, field, words) in cases {
+            let e = err(&with_telemetry(&format!("  tracing:\n{tracing}")));
+            assert_eq!(e.field, field, "{tracing}");
+            assert!(e.reason.contains(words), "{e}");
+        }
+        let typo = err(&with_telemetry("  metric: true\n"));
+        assert_eq!(typo.field, "telemetry.metric", "{typo}");
     }
 
     const KUBERNETES: &str = r#"

@@ -15,6 +15,8 @@ pub mod gateway;
 pub mod paths;
 #[cfg(feature = "gateway")]
 pub mod render;
+#[cfg(feature = "gateway")]
+pub mod telemetry;
 
 /// The `envoy` target under its earlier path (`mcpgate_config::envoy::render_bootstrap`).
 #[cfg(feature = "gateway")]

@@ -32,6 +32,13 @@ pub const INTERNAL_CREDENTIALS: &str = "/internal/v1/credentials";
 pub const INTERNAL_SESSION: &str = "/internal/v1/session";
 pub const INTERNAL_UPSTREAM_REJECTED: &str = "/internal/v1/upstream_rejected";
 pub const INTERNAL_REVOCATIONS: &str = "/internal/v1/revocations";
+/// Liveness of the token service: the process answers. Internal listener, no secret.
+pub const INTERNAL_HEALTHZ: &str = "/healthz";
+/// Readiness of the token service: its database answers and its signing keys are loaded. Envoy's
+/// active health check of the internal cluster asks this. Internal listener, no secret.
+pub const INTERNAL_READYZ: &str = "/readyz";
+/// Prometheus metrics of the token service (`telemetry.metrics`). Internal listener, no secret.
+pub const INTERNAL_METRICS: &str = "/metrics";
 /// Environment variable holding the internal API's shared secret (token service and Envoy).
 pub const INTERNAL_SECRET_ENV: &str = "MCPGATE_INTERNAL_API_SECRET";
 /// Shortest internal API secret accepted.

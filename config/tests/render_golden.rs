@@ -1,4 +1,5 @@
-//! Every rendered target, from `golden/gateway.yaml`, against the files under `golden/`.
+//! Every rendered target, from `golden/gateway.yaml`, against the files under `golden/`; and from
+//! `golden/gateway-replicas.yaml` (two token-service replicas, tracing) against `golden/replicas/`.
 //!
 //! An intended change of a rendering: re-bless with
 //! `MCPGATE_BLESS=1 cargo test -p mcpgate-config --test render_golden`, then review the diff.
@@ -23,6 +24,11 @@ fn golden_dir() -> PathBuf {
 
 fn config() -> GatewayConfig {
     GatewayConfig::load(&golden_dir().join("gateway.yaml")).expect("golden gateway file loads")
+}
+
+fn replicas() -> GatewayConfig {
+    GatewayConfig::load(&golden_dir().join("gateway-replicas.yaml"))
+        .expect("golden replicas gateway file loads")
 }
 
 fn image() -> ModuleArtifact {
@@ -76,7 +82,11 @@ fn envoy_static_bootstrap() {
 
 #[test]
 fn envoy_dynamic_files() {
-    let files = envoy::dynamic_files(&config(), Path::new("/run/mcpgate/xds")).expect("renders");
+    check_dynamic_files(&config(), "envoy-dynamic");
+}
+
+fn check_dynamic_files(config: &GatewayConfig, dir: &str) {
+    let files = envoy::dynamic_files(config, Path::new("/run/mcpgate/xds")).expect("renders");
     let names: Vec<String> = files.iter().map(|f| f.path.display().to_string()).collect();
     assert_eq!(
         names,
@@ -89,11 +99,37 @@ fn envoy_dynamic_files() {
         ]
     );
     for file in files {
-        check(
-            &format!("envoy-dynamic/{}", file.path.display()),
-            &file.contents,
-        );
+        check(&format!("{dir}/{}", file.path.display()), &file.contents);
     }
+}
+
+#[test]
+fn replicas_envoy_static_bootstrap() {
+    check(
+        "replicas/envoy-bootstrap.yaml",
+        &envoy::render_bootstrap(&replicas()).expect("renders"),
+    );
+}
+
+#[test]
+fn replicas_envoy_dynamic_files() {
+    check_dynamic_files(&replicas(), "replicas/envoy-dynamic");
+}
+
+#[test]
+fn replicas_istio() {
+    check(
+        "replicas/istio.yaml",
+        &istio::render(&replicas(), &image(), HeaderMode::HoldBody).expect("renders"),
+    );
+}
+
+#[test]
+fn replicas_envoy_gateway() {
+    check(
+        "replicas/envoy-gateway.yaml",
+        &envoy_gateway::render(&replicas(), &image(), HeaderMode::HoldBody).expect("renders"),
+    );
 }
 
 #[test]

@@ -39,6 +39,7 @@ fn static_bootstrap(config: &GatewayConfig) -> Result<Value, ConfigError> {
     let hcm = xds::http_connection_manager(
         ("route_config", xds::route_configuration(config)?),
         json!({"name": xds::NAME, "typed_config": wasm_filter(config)?}),
+        config.telemetry.tracing.as_ref().map(xds::tracing),
     );
     Ok(json!({
         "admin": {"address": xds::socket_address(config.envoy.admin)},
@@ -86,6 +87,7 @@ pub fn dynamic_files(config: &GatewayConfig, dir: &Path) -> Result<Vec<RenderedF
                 "type_urls": [xds::WASM_TYPE_URL],
             },
         }),
+        config.telemetry.tracing.as_ref().map(xds::tracing),
     );
     let mut listener = xds::listener(config.envoy.listen, xds::buffer_limit(&routes), hcm);
     if let Some(obj) = listener.as_object_mut() {
@@ -302,6 +304,74 @@ routes:
         let listener_json = b["static_resources"]["listeners"].to_string();
         assert!(
             !listener_json.contains(&format!("\"cluster\":\"{TOKEN_SERVICE_INTERNAL_CLUSTER}\""))
+        );
+    }
+
+    #[test]
+    fn replicas_get_retries_health_checks_and_tracing() {
+        // One token service: no retries, health checks or tracing, as before.
+        let one = rendered();
+        let one_json = one.to_string();
+        for absent in [
+            "retry_policy",
+            "health_checks",
+            "outlier_detection",
+            "tracing",
+        ] {
+            assert!(!one_json.contains(absent), "{absent}");
+        }
+        let three = CONFIG
+            .replace("sqlite://x.db", "postgres://db.internal/mcpgate")
+            .replace(
+                "routes:\n",
+                "envoy:\n  token_service_endpoints:\n    - address: ts-a:8080\n    - address: ts-b:8080\n    - address: 10.0.0.3:8080\n      internal_address: 10.0.0.3:9000\ntelemetry:\n  tracing:\n    otlp_endpoint: http://collector:4318\n    sampling: 10%\nroutes:\n",
+            );
+        let config = GatewayConfig::from_yaml(&three).expect("valid");
+        let b = static_bootstrap(&config).expect("renders");
+        let route = &vhost(&b, "localhost:18080")["routes"][0]["route"];
+        assert_eq!(route["cluster"], TOKEN_SERVICE_CLUSTER);
+        assert_eq!(route["retry_policy"]["num_retries"], 2);
+        assert_eq!(
+            route["retry_policy"]["retry_on"],
+            "connect-failure,refused-stream"
+        );
+        let clusters = b["static_resources"]["clusters"]
+            .as_array()
+            .expect("clusters");
+        let internal = clusters
+            .iter()
+            .find(|c| c["name"] == TOKEN_SERVICE_INTERNAL_CLUSTER)
+            .expect("internal cluster");
+        assert_eq!(internal["type"], "STRICT_DNS");
+        assert_eq!(
+            internal["health_checks"][0]["http_health_check"]["path"],
+            paths::INTERNAL_READYZ
+        );
+        let ports: Vec<&Value> = internal["load_assignment"]["endpoints"][0]["lb_endpoints"]
+            .as_array()
+            .expect("endpoints")
+            .iter()
+            .map(|e| &e["endpoint"]["address"]["socket_address"]["port_value"])
+            .collect();
+        assert_eq!(ports, [8081, 8081, 9000]);
+        let otlp = clusters
+            .iter()
+            .find(|c| c["name"] == crate::telemetry::OTLP_CLUSTER)
+            .expect("collector cluster");
+        assert_eq!(otlp["type"], "STRICT_DNS");
+        let hcm = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        assert_eq!(hcm["tracing"]["random_sampling"]["value"], 10.0);
+        assert_eq!(
+            hcm["tracing"]["provider"]["typed_config"]["http_service"]["http_uri"]["uri"],
+            "http://collector:4318/v1/traces"
+        );
+        // The dynamic form carries the same tracing on its listener.
+        let files = dynamic_files(&config, Path::new("/run/mcpgate/xds")).expect("renders");
+        let lds: Value = serde_yaml_ng::from_str(file(&files, LDS_FILE)).expect("yaml");
+        assert_eq!(
+            lds["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"]["tracing"],
+            hcm["tracing"]
         );
     }
 

@@ -12,6 +12,7 @@ use crate::filter::MAX_LIST_RESPONSE_BYTES;
 use crate::gateway::{
     ClientRoute, ServerRoute, Upstream, TOKEN_SERVICE_CLUSTER, TOKEN_SERVICE_INTERNAL_CLUSTER,
 };
+use crate::telemetry::{Tracing, OTLP_CLUSTER};
 use crate::{paths, ConfigError, FilterConfig, GatewayConfig};
 
 pub const WASM_TYPE_URL: &str = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm";
@@ -127,11 +128,12 @@ pub fn route_configuration(config: &GatewayConfig) -> Result<Value, ConfigError>
         .unwrap_or_default();
     hosts.entry(issuer_authority).or_default();
 
+    let to_token_service = token_service_route(config);
     let mut virtual_hosts: Vec<Value> = hosts
         .iter()
         .enumerate()
         .map(|(i, (authority, proxied))| {
-            let mut host_routes = reserved_routes();
+            let mut host_routes = reserved_routes(&to_token_service);
             let mut sorted: Vec<&Proxied> = proxied.iter().collect();
             // Longest prefix first, as the filter matches.
             sorted.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -140,7 +142,7 @@ pub fn route_configuration(config: &GatewayConfig) -> Result<Value, ConfigError>
                     // `<prefix>/.mcpgate/mcp/connect` is the token service's, path unchanged.
                     host_routes.push(json!({
                         "match": {"path_separated_prefix": format!("{}{}", route.prefix, paths::GATEWAY_PREFIX)},
-                        "route": {"cluster": TOKEN_SERVICE_CLUSTER, "timeout": "30s"},
+                        "route": to_token_service,
                     }));
                 }
                 host_routes.extend(route_entries(route.prefix, route.upstream, &route.cluster));
@@ -152,7 +154,9 @@ pub fn route_configuration(config: &GatewayConfig) -> Result<Value, ConfigError>
             })
         })
         .collect();
-    virtual_hosts.push(json!({"name": "any_host", "domains": ["*"], "routes": reserved_routes()}));
+    virtual_hosts.push(
+        json!({"name": "any_host", "domains": ["*"], "routes": reserved_routes(&to_token_service)}),
+    );
     Ok(json!({"name": NAME, "virtual_hosts": virtual_hosts}))
 }
 
@@ -161,21 +165,136 @@ pub fn clusters(config: &GatewayConfig) -> Result<Vec<Value>, ConfigError> {
     let routes = config.server_routes()?;
     let client_routes = config.client_routes()?;
     let limit = buffer_limit(&routes);
-    let token_service = http_upstream(&config.token_service_address());
-    let internal = http_upstream(&config.internal_service_address());
+    let endpoints = config.token_service_endpoints();
+    let public: Vec<Upstream> = endpoints.iter().map(|e| http_upstream(&e.public)).collect();
+    let internal: Vec<Upstream> = endpoints
+        .iter()
+        .map(|e| http_upstream(&e.internal))
+        .collect();
     let mut clusters = vec![
-        cluster(TOKEN_SERVICE_CLUSTER, &token_service, limit),
-        cluster(TOKEN_SERVICE_INTERNAL_CLUSTER, &internal, limit),
+        token_service_cluster(TOKEN_SERVICE_CLUSTER, &public, limit, paths::HEALTH),
+        token_service_cluster(
+            TOKEN_SERVICE_INTERNAL_CLUSTER,
+            &internal,
+            limit,
+            paths::INTERNAL_READYZ,
+        ),
     ];
     for p in proxied(&routes, &client_routes) {
         clusters.push(cluster(&p.cluster, p.upstream, limit));
     }
+    if let Some(tracing) = &config.telemetry.tracing {
+        clusters.push(cluster(
+            OTLP_CLUSTER,
+            &tracing.collector_upstream()?,
+            OTLP_BUFFER_LIMIT,
+        ));
+    }
     Ok(clusters)
 }
 
+/// Buffer limit of the collector's cluster: span batches, not MCP bodies.
+const OTLP_BUFFER_LIMIT: usize = 1 << 20;
+
+/// A cluster of the token service's replicas. One replica: as any upstream. Several: round robin,
+/// an active health check of `health_path` every 2 s, and outlier detection that ejects a replica
+/// whose connections fail, so neither routes nor the filter's call-outs keep trying a dead one.
+fn token_service_cluster(
+    name: &str,
+    replicas: &[Upstream],
+    buffer_limit: usize,
+    health_path: &str,
+) -> Value {
+    let mut cluster = cluster_of(name, replicas, buffer_limit);
+    if replicas.len() > 1 {
+        if let Some(obj) = cluster.as_object_mut() {
+            obj.insert("lb_policy".into(), "ROUND_ROBIN".into());
+            obj.insert(
+                "health_checks".into(),
+                json!([{
+                    "timeout": "1s",
+                    "interval": "2s",
+                    // Also while no request uses the cluster (Envoy's default is 60 s then).
+                    "no_traffic_interval": "2s",
+                    "unhealthy_threshold": 2,
+                    "healthy_threshold": 1,
+                    "http_health_check": {"path": health_path},
+                }]),
+            );
+            obj.insert(
+                "outlier_detection".into(),
+                json!({
+                    // Connect failures and 502/503/504: the replica, not the request, is at fault.
+                    "consecutive_gateway_failure": 3,
+                    "enforcing_consecutive_gateway_failure": 100,
+                    // A 500 is the request's (or the shared database's) business: eject nobody.
+                    "enforcing_consecutive_5xx": 0,
+                    "enforcing_success_rate": 0,
+                    "interval": "2s",
+                    "base_ejection_time": "10s",
+                    "max_ejection_percent": 50,
+                }),
+            );
+        }
+    }
+    cluster
+}
+
+/// The route action of every path the token service serves on the public listener. With several
+/// replicas, a request that never reached one (connection refused or failed, stream refused) is
+/// retried on another: safe for POSTs too, since no replica saw it.
+fn token_service_route(config: &GatewayConfig) -> Value {
+    let replicas = config.token_service_endpoints().len();
+    let mut action = json!({"cluster": TOKEN_SERVICE_CLUSTER, "timeout": "30s"});
+    if replicas > 1 {
+        if let Some(obj) = action.as_object_mut() {
+            obj.insert(
+                "retry_policy".into(),
+                json!({
+                    "retry_on": "connect-failure,refused-stream",
+                    "num_retries": (replicas - 1).max(1),
+                    "retry_host_predicate": [{
+                        "name": "envoy.retry_host_predicates.previous_hosts",
+                        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
+                    }],
+                    "host_selection_retry_max_attempts": 3,
+                }),
+            );
+        }
+    }
+    action
+}
+
+/// The HttpConnectionManager's `tracing`: OpenTelemetry spans exported over OTLP/HTTP to the
+/// collector's cluster ([`OTLP_CLUSTER`]).
+pub fn tracing(tracing: &Tracing) -> Value {
+    json!({
+        "random_sampling": {"value": tracing.sampling.percent()},
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "http_service": {
+                    "http_uri": {
+                        "uri": tracing.traces_url(),
+                        "cluster": OTLP_CLUSTER,
+                        "timeout": "5s",
+                    },
+                },
+                "service_name": tracing.envoy_service_name,
+            },
+        },
+    })
+}
+
 /// The connection manager of the public listener. `routes` is either an inline route table
-/// (`route_config`) or where to discover it (`rds`); `http_filter` is the mcpgate filter entry.
-pub fn http_connection_manager(routes: (&str, Value), http_filter: Value) -> Value {
+/// (`route_config`) or where to discover it (`rds`); `http_filter` is the mcpgate filter entry;
+/// `tracing` the HCM's `tracing` (see [`tracing`]), when the gateway file asks for traces.
+pub fn http_connection_manager(
+    routes: (&str, Value),
+    http_filter: Value,
+    tracing: Option<Value>,
+) -> Value {
     let mut hcm = json!({
         "@type": HCM_TYPE_URL,
         "stat_prefix": NAME,
@@ -195,6 +314,9 @@ pub fn http_connection_manager(routes: (&str, Value), http_filter: Value) -> Val
     });
     if let Some(obj) = hcm.as_object_mut() {
         obj.insert(routes.0.to_string(), routes.1);
+        if let Some(tracing) = tracing {
+            obj.insert("tracing".into(), tracing);
+        }
     }
     hcm
 }
@@ -276,13 +398,13 @@ fn domains(authority: &str, port: Option<u16>) -> Vec<String> {
     domains
 }
 
-fn reserved_routes() -> Vec<Value> {
+fn reserved_routes(to_token_service: &Value) -> Vec<Value> {
     paths::RESERVED_PREFIXES
         .iter()
         .map(|prefix| {
             json!({
                 "match": {"path_separated_prefix": prefix},
-                "route": {"cluster": TOKEN_SERVICE_CLUSTER, "timeout": "30s"},
+                "route": to_token_service,
             })
         })
         .collect()
@@ -344,18 +466,36 @@ fn upstream_authority(u: &Upstream) -> String {
 
 /// A cluster of one upstream (`STATIC` for an IP, `STRICT_DNS` for a name; TLS for https).
 pub fn cluster(name: &str, upstream: &Upstream, buffer_limit: usize) -> Value {
+    cluster_of(name, std::slice::from_ref(upstream), buffer_limit)
+}
+
+/// A cluster of equivalent upstreams (`STATIC` when all are IPs, else `STRICT_DNS`; TLS for https,
+/// as the first one says).
+fn cluster_of(name: &str, upstreams: &[Upstream], buffer_limit: usize) -> Value {
+    let all_ips = upstreams
+        .iter()
+        .all(|u| u.host.parse::<std::net::IpAddr>().is_ok());
+    let lb_endpoints: Vec<Value> = upstreams
+        .iter()
+        .map(|u| {
+            json!({"endpoint": {"address": {"socket_address": {
+                "address": u.host, "port_value": u.port,
+            }}}})
+        })
+        .collect();
     let mut cluster = json!({
         "name": name,
         "per_connection_buffer_limit_bytes": buffer_limit,
-        "type": if upstream.host.parse::<std::net::IpAddr>().is_ok() { "STATIC" } else { "STRICT_DNS" },
+        "type": if all_ips { "STATIC" } else { "STRICT_DNS" },
         "connect_timeout": "5s",
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                "address": upstream.host, "port_value": upstream.port,
-            }}}}]}],
+            "endpoints": [{"lb_endpoints": lb_endpoints}],
         },
     });
+    let Some(upstream) = upstreams.first() else {
+        return cluster;
+    };
     if upstream.scheme == "https" {
         if let Some(obj) = cluster.as_object_mut() {
             obj.insert(
