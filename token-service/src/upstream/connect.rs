@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use mcpgate_config::gateway::{ClientRoute, ServerRoute, UpstreamOAuth2};
 use mcpgate_config::paths;
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyPool, Row};
 use url::Url;
 
 use crate::http::pages;
@@ -22,7 +21,7 @@ use crate::oauth::authorize;
 use crate::oauth::opaque_token;
 use crate::oauth::resources;
 use crate::state::{now, request_host, SharedState};
-use crate::store::{PendingAuthorization, Session};
+use crate::store::{PendingAuthorization, Session, UpstreamState};
 use crate::upstream::provider::ProviderError;
 use crate::upstream::tokens;
 
@@ -164,89 +163,6 @@ enum After {
     Authorization(CarriedAuthorization),
 }
 
-struct StateRow {
-    sid: String,
-    username: String,
-    route: String,
-    verifier_ciphertext: String,
-    verifier_nonce: String,
-    redirect_url: Option<String>,
-    pending: Option<String>,
-}
-
-async fn insert_state(
-    pool: &AnyPool,
-    state_hash: &str,
-    row: &StateRow,
-    t: i64,
-) -> anyhow::Result<()> {
-    // Abandoned trips are cleared here rather than by a separate task.
-    sqlx::query("DELETE FROM upstream_states WHERE expires_at <= $1")
-        .bind(t)
-        .execute(pool)
-        .await?;
-    sqlx::query(
-        "INSERT INTO upstream_states (state_hash, sid, username, route, verifier_ciphertext, \
-         verifier_nonce, redirect_url, pending, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(state_hash)
-    .bind(&row.sid)
-    .bind(&row.username)
-    .bind(&row.route)
-    .bind(&row.verifier_ciphertext)
-    .bind(&row.verifier_nonce)
-    .bind(&row.redirect_url)
-    .bind(&row.pending)
-    .bind(t)
-    .bind(t + STATE_LIFETIME_SECS)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
-async fn find_state(pool: &AnyPool, state_hash: &str, t: i64) -> anyhow::Result<Option<StateRow>> {
-    let row = sqlx::query(
-        "SELECT sid, username, route, verifier_ciphertext, verifier_nonce, redirect_url, pending \
-         FROM upstream_states WHERE state_hash = $1 AND expires_at > $2",
-    )
-    .bind(state_hash)
-    .bind(t)
-    .fetch_optional(pool)
-    .await?;
-    row.map(|r| -> anyhow::Result<StateRow> {
-        Ok(StateRow {
-            sid: r.try_get("sid")?,
-            username: r.try_get("username")?,
-            route: r.try_get("route")?,
-            verifier_ciphertext: r.try_get("verifier_ciphertext")?,
-            verifier_nonce: r.try_get("verifier_nonce")?,
-            redirect_url: r.try_get("redirect_url")?,
-            pending: r.try_get("pending")?,
-        })
-    })
-    .transpose()
-}
-
-/// Consumes the state for the session that started it; false when already used, expired, or
-/// asked for by another session (which leaves it in place).
-async fn consume_state(
-    pool: &AnyPool,
-    state_hash: &str,
-    sid: &str,
-    t: i64,
-) -> anyhow::Result<bool> {
-    let done = sqlx::query(
-        "DELETE FROM upstream_states WHERE state_hash = $1 AND sid = $2 AND expires_at > $3",
-    )
-    .bind(state_hash)
-    .bind(sid)
-    .bind(t)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 fn verifier_aad(state_hash: &str) -> Vec<u8> {
     format!("mcpgate-upstream-pkce-v1|{state_hash}").into_bytes()
 }
@@ -342,7 +258,7 @@ async fn begin(
             Err(e) => return internal_error_page(e.into()),
         },
     };
-    let row = StateRow {
+    let row = UpstreamState {
         sid: session.sid.clone(),
         username: username.to_string(),
         route: route.resource.clone(),
@@ -351,7 +267,13 @@ async fn begin(
         redirect_url,
         pending,
     };
-    if let Err(e) = insert_state(state.store.pool(), &state_hash, &row, now()).await {
+    let t = now();
+    let expires_at = t + STATE_LIFETIME_SECS;
+    if let Err(e) = state
+        .store
+        .insert_upstream_state(&state_hash, &row, t, expires_at)
+        .await
+    {
         return internal_error_page(e);
     }
     let url = match oauth.authorization_url(
@@ -517,8 +439,7 @@ pub async fn callback_handler(
     };
     let t = now();
     let state_hash = opaque_token::hash(state_value);
-    let pool = state.store.pool();
-    let row = match find_state(pool, &state_hash, t).await {
+    let row = match state.store.upstream_state(&state_hash, t).await {
         Ok(Some(row)) => row,
         Ok(None) => {
             return bad_request(
@@ -543,7 +464,11 @@ pub async fn callback_handler(
         }
         Err(e) => return internal_error_page(e),
     };
-    match consume_state(pool, &state_hash, &session.sid, t).await {
+    match state
+        .store
+        .consume_upstream_state(&state_hash, &session.sid, t)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             return bad_request(

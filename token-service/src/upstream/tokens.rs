@@ -17,10 +17,10 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use mcpgate_config::gateway::ServerRoute;
 use mcpgate_config::GatewayConfig;
 use serde::{Deserialize, Serialize};
-use sqlx::{AnyPool, Row};
 
 use crate::oauth::opaque_token;
 use crate::state::{now, AppState};
+use crate::store::{NewUpstreamToken, UpstreamLease, UpstreamTokenRow};
 use crate::upstream::provider::{ProviderError, TokenSet, UpstreamOAuth};
 
 /// How long a refresh lease holds; longer than a provider request may take.
@@ -232,33 +232,6 @@ impl UpstreamTokens {
 
 // --- storage ---------------------------------------------------------------------------------
 
-struct StoredRow {
-    ciphertext: String,
-    nonce: String,
-    issued_at: i64,
-    expires_at: Option<i64>,
-}
-
-async fn load(pool: &AnyPool, username: &str, route: &str) -> anyhow::Result<Option<StoredRow>> {
-    let row = sqlx::query(
-        "SELECT ciphertext, nonce, issued_at, expires_at FROM upstream_tokens \
-         WHERE username = $1 AND route = $2",
-    )
-    .bind(username)
-    .bind(route)
-    .fetch_optional(pool)
-    .await?;
-    row.map(|r| -> anyhow::Result<StoredRow> {
-        Ok(StoredRow {
-            ciphertext: r.try_get("ciphertext")?,
-            nonce: r.try_get("nonce")?,
-            issued_at: r.try_get("issued_at")?,
-            expires_at: r.try_get("expires_at")?,
-        })
-    })
-    .transpose()
-}
-
 fn seal_secrets(
     cipher: &TokenCipher,
     username: &str,
@@ -272,7 +245,7 @@ fn open_secrets(
     cipher: &TokenCipher,
     username: &str,
     route: &str,
-    row: &StoredRow,
+    row: &UpstreamTokenRow,
 ) -> anyhow::Result<Secrets> {
     let plain = cipher.open(&token_aad(username, route), &row.ciphertext, &row.nonce)?;
     Ok(serde_json::from_slice(&plain)?)
@@ -297,35 +270,24 @@ pub async fn store(
         scope: tokens.scope.clone(),
     };
     let (ciphertext, nonce) = seal_secrets(cipher, username, &route.resource, &secrets)?;
-    sqlx::query(
-        "INSERT INTO upstream_tokens (username, route, ciphertext, nonce, issued_at, expires_at, \
-         refreshable, lease_until, lease_owner, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $5, $5) \
-         ON CONFLICT (username, route) DO UPDATE SET ciphertext = $3, nonce = $4, issued_at = $5, \
-         expires_at = $6, refreshable = $7, lease_until = NULL, lease_owner = NULL, updated_at = $5",
-    )
-    .bind(username)
-    .bind(&route.resource)
-    .bind(ciphertext)
-    .bind(nonce)
-    .bind(t)
-    .bind(expiry(t, tokens.expires_in))
-    .bind(i64::from(secrets.refresh_token.is_some()))
-    .execute(state.store.pool())
-    .await?;
-    Ok(())
+    state
+        .store
+        .upsert_upstream_token(&NewUpstreamToken {
+            username,
+            route: &route.resource,
+            ciphertext: &ciphertext,
+            nonce: &nonce,
+            issued_at: t,
+            expires_at: expiry(t, tokens.expires_in),
+            refreshable: secrets.refresh_token.is_some(),
+        })
+        .await
 }
 
 /// Deletes the user's token for `route`; true when there was one (then the disconnect is
 /// recorded for the revocation list).
 async fn delete(state: &AppState, username: &str, route: &str) -> anyhow::Result<bool> {
-    let deleted = sqlx::query("DELETE FROM upstream_tokens WHERE username = $1 AND route = $2")
-        .bind(username)
-        .bind(route)
-        .execute(state.store.pool())
-        .await?
-        .rows_affected()
-        > 0;
+    let deleted = state.store.delete_upstream_token(username, route).await?;
     if deleted {
         record_disconnect(state, username, route).await?;
     }
@@ -353,19 +315,14 @@ pub async fn status(
     if route.upstream_oauth2.is_none() {
         return Ok(None);
     }
-    let row = sqlx::query(
-        "SELECT expires_at, refreshable FROM upstream_tokens WHERE username = $1 AND route = $2",
-    )
-    .bind(username)
-    .bind(&route.resource)
-    .fetch_optional(state.store.pool())
-    .await?;
-    let Some(row) = row else {
+    let Some((expires_at, refreshable)) = state
+        .store
+        .upstream_token_expiry(username, &route.resource)
+        .await?
+    else {
         return Ok(None);
     };
-    let expires_at: Option<i64> = row.try_get("expires_at")?;
-    let refreshable: i64 = row.try_get("refreshable")?;
-    if refreshable == 0 && expires_at.is_some_and(|e| e <= now()) {
+    if !refreshable && expires_at.is_some_and(|e| e <= now()) {
         return Ok(None);
     }
     Ok(Some(expires_at))
@@ -379,12 +336,7 @@ pub async fn forget(
 ) -> anyhow::Result<()> {
     let routes: Vec<String> = match route {
         Some(route) => vec![route.resource.clone()],
-        None => {
-            sqlx::query_scalar("SELECT route FROM upstream_tokens WHERE username = $1")
-                .bind(username)
-                .fetch_all(state.store.pool())
-                .await?
-        }
+        None => state.store.upstream_token_routes(username).await?,
     };
     let mut deleted = 0u64;
     for route in &routes {
@@ -413,7 +365,7 @@ enum Decision {
     Gone(&'static str),
 }
 
-fn decide(secrets: Secrets, row: &StoredRow, t: i64) -> Decision {
+fn decide(secrets: Secrets, row: &UpstreamTokenRow, t: i64) -> Decision {
     let Some(expires_at) = row.expires_at else {
         return Decision::Use(Fresh::Token {
             access_token: secrets.access_token,
@@ -449,8 +401,11 @@ async fn read_and_decide(
     route: &ServerRoute,
     t: i64,
 ) -> anyhow::Result<Decision> {
-    let pool = state.store.pool();
-    let Some(row) = load(pool, username, &route.resource).await? else {
+    let Some(row) = state
+        .store
+        .upstream_token(username, &route.resource)
+        .await?
+    else {
         return Ok(Decision::Absent);
     };
     match open_secrets(state.upstream.cipher()?, username, &route.resource, &row) {
@@ -504,7 +459,6 @@ async fn refresh_under_lock(
     username: &str,
     route: &ServerRoute,
 ) -> anyhow::Result<Fresh> {
-    let pool = state.store.pool();
     let deadline = Instant::now() + LEASE_WAIT;
     loop {
         let t = now();
@@ -515,21 +469,17 @@ async fn refresh_under_lock(
             Decision::Refresh(secrets) => secrets,
         };
         let owner = opaque_token::generate();
-        let won = sqlx::query(
-            "UPDATE upstream_tokens SET lease_until = $1, lease_owner = $2 \
-             WHERE username = $3 AND route = $4 AND (lease_until IS NULL OR lease_until < $5)",
-        )
-        .bind(t + LEASE_SECS)
-        .bind(&owner)
-        .bind(username)
-        .bind(&route.resource)
-        .bind(t)
-        .execute(pool)
-        .await?
-        .rows_affected()
-            == 1;
-        if won {
-            match refresh_with_lease(state, username, route, secrets, &owner).await? {
+        let lease = UpstreamLease {
+            username,
+            route: &route.resource,
+            owner: &owner,
+        };
+        if state
+            .store
+            .take_upstream_lease(&lease, t + LEASE_SECS, t)
+            .await?
+        {
+            match refresh_with_lease(state, route, secrets, &lease).await? {
                 Some(fresh) => return Ok(fresh),
                 // The row changed under the lease (reconnected or forgotten): read it again.
                 None => continue,
@@ -547,12 +497,11 @@ async fn refresh_under_lock(
 /// Runs the refresh grant while holding the lease `owner`. `None` when the row changed meanwhile.
 async fn refresh_with_lease(
     state: &AppState,
-    username: &str,
     route: &ServerRoute,
     secrets: Secrets,
-    owner: &str,
+    lease: &UpstreamLease<'_>,
 ) -> anyhow::Result<Option<Fresh>> {
-    let pool = state.store.pool();
+    let username = lease.username;
     let Some(config) = &route.upstream_oauth2 else {
         return Ok(Some(Fresh::NotConnected));
     };
@@ -575,22 +524,11 @@ async fn refresh_with_lease(
             let (ciphertext, nonce) =
                 seal_secrets(state.upstream.cipher()?, username, &route.resource, &kept)?;
             let expires_at = expiry(t, tokens.expires_in);
-            let updated = sqlx::query(
-                "UPDATE upstream_tokens SET ciphertext = $1, nonce = $2, issued_at = $3, \
-                 expires_at = $4, refreshable = 1, lease_until = NULL, lease_owner = NULL, \
-                 updated_at = $3 WHERE username = $5 AND route = $6 AND lease_owner = $7",
-            )
-            .bind(ciphertext)
-            .bind(nonce)
-            .bind(t)
-            .bind(expires_at)
-            .bind(username)
-            .bind(&route.resource)
-            .bind(owner)
-            .execute(pool)
-            .await?
-            .rows_affected();
-            if updated != 1 {
+            let updated = state
+                .store
+                .save_refreshed_upstream_token(lease, &ciphertext, &nonce, t, expires_at)
+                .await?;
+            if !updated {
                 return Ok(None);
             }
             tracing::info!(target: "mcpgate::audit", event = "upstream_refresh", user = %username, route = %route.resource, expires_at = ?expires_at);
@@ -601,31 +539,14 @@ async fn refresh_with_lease(
             }))
         }
         Err(ProviderError::Rejected(reason)) => {
-            let deleted = sqlx::query(
-                "DELETE FROM upstream_tokens WHERE username = $1 AND route = $2 AND lease_owner = $3",
-            )
-            .bind(username)
-            .bind(&route.resource)
-            .bind(owner)
-            .execute(pool)
-            .await?
-            .rows_affected();
-            if deleted > 0 {
+            if state.store.delete_leased_upstream_token(lease).await? {
                 record_disconnect(state, username, &route.resource).await?;
             }
             tracing::info!(target: "mcpgate::audit", event = "upstream_refresh_failed", user = %username, route = %route.resource, outcome = "deleted", reason = %reason);
             Ok(Some(Fresh::NotConnected))
         }
         Err(e) => {
-            sqlx::query(
-                "UPDATE upstream_tokens SET lease_until = NULL, lease_owner = NULL \
-                 WHERE username = $1 AND route = $2 AND lease_owner = $3",
-            )
-            .bind(username)
-            .bind(&route.resource)
-            .bind(owner)
-            .execute(pool)
-            .await?;
+            state.store.release_upstream_lease(lease).await?;
             let reason = e.to_string();
             tracing::warn!(target: "mcpgate::audit", event = "upstream_refresh_failed", user = %username, route = %route.resource, outcome = "kept", reason = %reason);
             Ok(Some(Fresh::Unavailable(reason)))
@@ -649,8 +570,8 @@ mod tests {
         assert_eq!(refresh_at(1000, 4600), 4540);
     }
 
-    fn row(issued_at: i64, expires_at: Option<i64>) -> StoredRow {
-        StoredRow {
+    fn row(issued_at: i64, expires_at: Option<i64>) -> UpstreamTokenRow {
+        UpstreamTokenRow {
             ciphertext: String::new(),
             nonce: String::new(),
             issued_at,
