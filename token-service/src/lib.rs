@@ -5,7 +5,8 @@
 //! | module               | what it is                                                          |
 //! |----------------------|---------------------------------------------------------------------|
 //! | [`state`]            | the state one version of the gateway file gives every request       |
-//! | [`http`]             | the HTTP surface: pages, request parameters                         |
+//! | [`clock`]            | unix seconds                                                        |
+//! | [`http`]             | the HTTP surface: router, health, pages, request parameters         |
 //! | [`oauth`]            | the OAuth protocol: authorize, token, revocation, metadata, tokens  |
 //! | [`clients`]          | OAuth clients: static, registered, client ID metadata documents     |
 //! | [`identity`]         | who the user is: the user directory, browser sessions               |
@@ -13,11 +14,12 @@
 //! | [`internal_api`]     | the API only the filter calls, and the identity assertion           |
 //! | [`service_accounts`] | callers that are not people                                         |
 //! | [`store`]            | the database: every SQL statement                                   |
-//! | [`runtime`]          | signing keys, key files, watching and reloading the gateway file    |
+//! | [`runtime`]          | serving, signing keys, key files, watching and reloading the file   |
 //! | [`cli`]              | the command line                                                    |
 
 pub mod cli;
 pub mod clients;
+pub mod clock;
 pub mod http;
 pub mod identity;
 pub mod internal_api;

@@ -378,7 +378,7 @@ impl Served {
                 expires: None,
                 client_credentials: true,
             },
-            mcpgate_token_service::state::now(),
+            mcpgate_token_service::clock::now(),
         )
         .await
         .expect("service account");
@@ -807,7 +807,7 @@ async fn client_routes_and_upstream_oauth_settings_follow_a_reload() {
     let (session, _) = mcpgate_token_service::identity::session::create(
         &service.live.state().store,
         &user,
-        mcpgate_token_service::state::now(),
+        mcpgate_token_service::clock::now(),
         3600,
     )
     .await

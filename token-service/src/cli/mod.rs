@@ -306,7 +306,7 @@ fn render_envoy_watch(args: &RenderEnvoy, dir: &Path) -> anyhow::Result<()> {
             eprintln!("wrote {}", written.display());
         }
         tracing::info!(file = %path.display(), dir = %dir.display(), "watching the gateway file");
-        let stop = crate::state::shutdown_signal();
+        let stop = crate::runtime::serve::shutdown_signal();
         tokio::pin!(stop);
         loop {
             let trigger = tokio::select! {
@@ -363,7 +363,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(crate::state::serve(config, path.to_path_buf()))
+    runtime.block_on(crate::runtime::serve::serve(config, path.to_path_buf()))
 }
 
 pub fn main() -> ExitCode {

@@ -10,9 +10,19 @@ use base64::Engine;
 use mcpgate_config::gateway::{is_loopback_host, StaticClient, TokenEndpointAuthMethod};
 
 use crate::clients::metadata::ClientMetadata;
+use crate::clients::metadata_document::DocumentError;
 use crate::oauth::error::OAuthError;
 use crate::oauth::opaque_token;
 use crate::store::StoredClient;
+
+/// Why looking a client up failed (beyond "no such client").
+#[derive(Debug, thiserror::Error)]
+pub enum ClientLookupError {
+    #[error("{0}")]
+    Document(#[from] DocumentError),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientKind {

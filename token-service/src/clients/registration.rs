@@ -8,9 +8,10 @@ use mcpgate_config::gateway::TokenEndpointAuthMethod;
 use serde_json::{json, Value};
 
 use crate::clients::metadata::ClientMetadata;
+use crate::clock::now;
 use crate::oauth::error::OAuthError;
 use crate::oauth::opaque_token;
-use crate::state::{now, SharedState};
+use crate::state::SharedState;
 use crate::store::{Store, StoredClient};
 
 fn too_large(max: usize) -> OAuthError {

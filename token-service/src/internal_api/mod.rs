@@ -25,12 +25,13 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::clock::now;
 use crate::identity::users::UserClaims;
 use crate::internal_api::assertion::Subject;
 use crate::oauth::access_token::{self, Grant, TokenClaims};
 use crate::oauth::opaque_token;
 use crate::service_accounts;
-use crate::state::{now, AppState, SharedState};
+use crate::state::{AppState, SharedState};
 use crate::store::UPSTREAM_DISCONNECT_LISTED_SECS;
 use crate::upstream;
 use crate::upstream::tokens::Fresh;
@@ -573,8 +574,8 @@ pub async fn revocations(state: &AppState, t: i64) -> anyhow::Result<Value> {
     let subjects = service_accounts::revoked_subjects(
         &accounts,
         t,
-        crate::state::secs(a.access_token_lifetime),
-        crate::state::secs(a.leeway),
+        crate::clock::secs(a.access_token_lifetime),
+        crate::clock::secs(a.leeway),
     );
     let disconnected: Vec<Value> = state
         .store

@@ -9,19 +9,23 @@ use mcpgate_config::paths;
 use serde::Deserialize;
 
 use crate::clients::metadata::valid_scope;
+use crate::clients::ClientLookupError;
 use crate::clients::{Client, ClientKind};
+use crate::clock::{now, secs};
 use crate::http::pages;
 use crate::http::params::Params;
+use crate::http::request_host;
 use crate::identity::session;
 use crate::identity::users;
 use crate::identity::users::UserClaims;
 use crate::oauth::opaque_token;
 use crate::oauth::pkce;
 use crate::oauth::resources;
-use crate::state::{
-    now, request_host, secs, ClientLookupError, SharedState, PENDING_LIFETIME_SECS,
-};
+use crate::state::SharedState;
 use crate::store::{AuthorizationCode, PendingAuthorization, Session};
+
+/// How long a started authorization may wait for sign-in and consent.
+pub const PENDING_LIFETIME_SECS: i64 = 600;
 
 /// A validated authorization request.
 #[derive(Debug, Clone, PartialEq, Eq)]

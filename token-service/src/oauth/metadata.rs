@@ -9,8 +9,9 @@ use mcpgate_config::gateway::{GatewayConfig, ServerRoute};
 use mcpgate_config::paths;
 use serde_json::{json, Value};
 
+use crate::http::request_host;
 use crate::oauth::resources::host_matches;
-use crate::state::{request_host, SharedState};
+use crate::state::SharedState;
 
 /// Union of every route's scopes, in first-seen order.
 fn all_scopes(routes: &[ServerRoute]) -> Vec<String> {

@@ -6,12 +6,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::clients::Client;
+use crate::clock::{now, secs};
 use crate::http::params::Params;
 use crate::oauth::access_token;
 use crate::oauth::error::OAuthError;
 use crate::oauth::opaque_token;
 use crate::oauth::token_endpoint::{authenticate_client, check_form_content_type};
-use crate::state::{now, secs, AppState, SharedState};
+use crate::state::{AppState, SharedState};
 
 /// Revokes `token` if this client holds it. Tokens of other clients are left alone (and the
 /// answer is the same, so it reveals nothing).

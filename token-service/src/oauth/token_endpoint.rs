@@ -9,13 +9,14 @@ use mcpgate_config::gateway::{canonical_resource, TokenEndpointAuthMethod};
 use serde::Serialize;
 
 use crate::clients::{self, Client};
+use crate::clock::{now, secs};
 use crate::http::params::Params;
 use crate::identity::users::UserClaims;
 use crate::oauth::access_token::{self, Grant};
 use crate::oauth::error::OAuthError;
 use crate::oauth::opaque_token;
 use crate::oauth::pkce;
-use crate::state::{now, secs, AppState, SharedState};
+use crate::state::{AppState, SharedState};
 use crate::store::{AuthorizationCode, RefreshToken};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

@@ -3,5 +3,6 @@
 
 pub mod key_files;
 pub mod reload;
+pub mod serve;
 pub mod signing_keys;
 pub mod watch;

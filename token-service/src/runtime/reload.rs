@@ -26,10 +26,11 @@ use tower::util::Oneshot;
 use tower::{Service, ServiceExt};
 
 use crate::clients::metadata_document::MetadataDocuments;
+use crate::http::router::router;
 use crate::internal_api::{self, InternalSecret};
 use crate::runtime::signing_keys::SigningKeys;
 use crate::runtime::watch::{ConfigWatch, Trigger};
-use crate::state::{router, AppState, ConfigParts, SharedState};
+use crate::state::{AppState, ConfigParts, SharedState};
 use crate::upstream::tokens::UpstreamTokens;
 
 /// At most this many changed settings are named in the reload log line.
@@ -168,7 +169,7 @@ pub fn watched_files(path: &Path, config: &GatewayConfig) -> Vec<PathBuf> {
 /// requests get. On error nothing changes.
 pub fn reload(live: &LiveConfig, path: &Path) -> Result<Reloaded, ConfigError> {
     let config = GatewayConfig::load(path)?;
-    let (state, mut reloaded) = reconfigure(&live.state(), config, crate::state::now())?;
+    let (state, mut reloaded) = reconfigure(&live.state(), config, crate::clock::now())?;
     reloaded.files = watched_files(path, &state.config);
     live.replace(state);
     Ok(reloaded)
@@ -325,9 +326,9 @@ fn keep_restart_only(running: &GatewayConfig, next: &mut GatewayConfig) -> Vec<&
 /// clock skew verifiers tolerate.
 fn retired_key_lifetime(running: &GatewayConfig, next: &GatewayConfig) -> i64 {
     let (a, b) = (&running.authorization_server, &next.authorization_server);
-    let tokens = crate::state::secs(a.access_token_lifetime.max(b.access_token_lifetime));
+    let tokens = crate::clock::secs(a.access_token_lifetime.max(b.access_token_lifetime));
     tokens.max(crate::internal_api::assertion::LIFETIME_SECS)
-        + crate::state::secs(a.leeway.max(b.leeway))
+        + crate::clock::secs(a.leeway.max(b.leeway))
 }
 
 /// A setting whose file could not be used; `e`'s message starts with the field it names.

@@ -2,7 +2,7 @@
 //! published as a JWK set with a `kid` derived from the public key so it is stable across restarts.
 //!
 //! A key replaced while the service runs (the file's content or path changed, see
-//! `config_reload`) is retired, not dropped: its public key stays in the JWK set and keeps
+//! `runtime::reload`) is retired, not dropped: its public key stays in the JWK set and keeps
 //! verifying until the tokens it signed have expired.
 
 use std::path::Path;
@@ -108,7 +108,7 @@ impl SigningKeys {
     /// The public JWK set served at `/.well-known/jwks.json`: the signing key first, then the
     /// retired keys still in use.
     pub fn jwks(&self) -> serde_json::Value {
-        self.jwks_at(crate::state::now())
+        self.jwks_at(crate::clock::now())
     }
 
     fn jwks_at(&self, now: i64) -> serde_json::Value {
@@ -139,7 +139,7 @@ impl SigningKeys {
         token: &str,
         options: VerificationOptions,
     ) -> Result<JWTClaims<C>, jwt_simple::Error> {
-        self.verify_token_at(token, options, crate::state::now())
+        self.verify_token_at(token, options, crate::clock::now())
     }
 
     fn verify_token_at<C: DeserializeOwned>(

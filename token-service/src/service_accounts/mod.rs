@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use mcpgate_config::gateway::{canonical_resource, ServerRoute, TokenEndpointAuthMethod};
 
 use crate::clients;
+use crate::clock::{now, secs};
 use crate::http::params::Params;
 use crate::identity::users::UserClaims;
 use crate::oauth::access_token::{self, Grant};
@@ -20,7 +21,7 @@ use crate::oauth::error::OAuthError;
 use crate::oauth::opaque_token;
 use crate::oauth::token_endpoint::TokenResponse;
 use crate::runtime::signing_keys::SigningKeys;
-use crate::state::{now, secs, AppState};
+use crate::state::AppState;
 use crate::store::{ServiceAccount, Store};
 
 /// `sub` (and `sid`) of a service account's tokens: this prefix plus the account id.

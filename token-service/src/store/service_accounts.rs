@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::Store;
 
-/// A service account (see `service_accounts`). `routes` are resource URLs.
+/// A service account (see `crate::service_accounts`). `routes` are resource URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceAccount {
     pub id: String,

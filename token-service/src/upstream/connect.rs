@@ -13,14 +13,16 @@ use mcpgate_config::paths;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::clock::now;
 use crate::http::pages;
 use crate::http::params::Params;
+use crate::http::request_host;
 use crate::identity::session;
 use crate::identity::users::UserClaims;
 use crate::oauth::authorize;
 use crate::oauth::opaque_token;
 use crate::oauth::resources;
-use crate::state::{now, request_host, SharedState};
+use crate::state::SharedState;
 use crate::store::{PendingAuthorization, Session, UpstreamState};
 use crate::upstream::provider::ProviderError;
 use crate::upstream::tokens;

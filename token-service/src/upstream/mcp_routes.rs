@@ -10,10 +10,11 @@ use mcpgate_config::gateway::{canonical_resource, ServerRoute};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::clock::now;
 use crate::internal_api::{
     self, allowed_routes, verify_token, VerifiedToken, CLIENT_ROUTE_CLIENT_ID,
 };
-use crate::state::{now, AppState, SharedState};
+use crate::state::{AppState, SharedState};
 use crate::upstream::tokens;
 
 /// Largest disconnect body read.

@@ -18,8 +18,9 @@ use mcpgate_config::gateway::ServerRoute;
 use mcpgate_config::GatewayConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::clock::now;
 use crate::oauth::opaque_token;
-use crate::state::{now, AppState};
+use crate::state::AppState;
 use crate::store::{NewUpstreamToken, UpstreamLease, UpstreamTokenRow};
 use crate::upstream::provider::{ProviderError, TokenSet, UpstreamOAuth};
 

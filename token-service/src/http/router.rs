@@ -1,0 +1,94 @@
+//! The public listener's router: every endpoint MCP clients, browsers and apps reach.
+
+use axum::http::Method;
+use axum::routing::{get, post};
+use axum::Router;
+use mcpgate_config::paths;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::clients::registration;
+use crate::http::health;
+use crate::oauth::{authorize, metadata, revocation, token_endpoint};
+use crate::state::SharedState;
+use crate::upstream::{connect, mcp_routes};
+
+pub fn router(state: SharedState) -> Router {
+    let read_cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::OPTIONS])
+        .allow_headers(Any);
+    let post_cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers(Any);
+    let well_known = Router::new()
+        .route(
+            paths::AUTHORIZATION_SERVER_METADATA,
+            get(metadata::authorization_server_handler),
+        )
+        .route(
+            paths::OPENID_CONFIGURATION,
+            get(metadata::openid_configuration_handler),
+        )
+        .route(
+            paths::PROTECTED_RESOURCE_METADATA,
+            get(metadata::protected_resource_root_handler),
+        )
+        .route(
+            &format!("{}/{{*path}}", paths::PROTECTED_RESOURCE_METADATA),
+            get(metadata::protected_resource_handler),
+        )
+        .route(paths::JWKS, get(metadata::jwks_handler))
+        .layer(read_cors);
+    let mut api = Router::new()
+        .route(paths::TOKEN, post(token_endpoint::handler))
+        .route(paths::REVOKE, post(revocation::handler));
+    if state
+        .config
+        .authorization_server
+        .dynamic_registration
+        .enabled
+    {
+        api = api.route(paths::REGISTER, post(registration::handler));
+    }
+    let api = api.layer(post_cors);
+    // Called with `Authorization: Bearer`, which a `*` allow-headers answer does not cover.
+    let mcp = Router::new()
+        .route(paths::MCP_ROUTES, get(mcp_routes::list_handler))
+        .route(
+            paths::MCP_ROUTES_DISCONNECT,
+            post(mcp_routes::disconnect_handler),
+        )
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+                .allow_headers(tower_http::cors::AllowHeaders::mirror_request()),
+        );
+    let body_limit = state
+        .config
+        .authorization_server
+        .dynamic_registration
+        .max_metadata_bytes
+        .max(64 * 1024)
+        + 1;
+    Router::new()
+        .merge(well_known)
+        .merge(api)
+        .merge(mcp)
+        .route(paths::AUTHORIZE, get(authorize::authorize_handler))
+        .route(paths::SIGN_IN, get(authorize::sign_in_form_handler).post(authorize::sign_in_handler))
+        .route(paths::CONSENT, get(authorize::consent_page_handler).post(authorize::consent_handler))
+        .route(paths::HEALTH, get(health::handler))
+        .route(paths::UPSTREAM_CALLBACK, get(connect::callback_handler))
+        // `<server route>/.mcpgate/mcp/connect`: any prefix, so it is matched in the fallback.
+        .fallback(connect::fallback_handler)
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        // Spans carry the method and path only: query strings can hold request ids and state.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+        }))
+        .with_state(state)
+}
