@@ -181,12 +181,8 @@ pub fn presented_in_request(
         .map(|v| v.to_str().unwrap_or("invalid"));
     presented_credentials(
         authorization,
-        params
-            .single("client_id")
-            .map_err(OAuthError::invalid_request)?,
-        params
-            .single("client_secret")
-            .map_err(OAuthError::invalid_request)?,
+        params.single("client_id")?,
+        params.single("client_secret")?,
     )
 }
 

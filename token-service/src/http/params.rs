@@ -2,6 +2,11 @@
 //! parameter (RFC 6749 §3.1) and treats an empty value as absent, which serde's form decoding
 //! does not express, hence this small wrapper over `form_urlencoded`.
 
+/// A parameter that appeared more than once (RFC 6749 §3.1 forbids it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("parameter {0} must not be repeated")]
+pub struct RepeatedParam(pub String);
+
 #[derive(Debug, Clone, Default)]
 pub struct Params(Vec<(String, String)>);
 
@@ -15,7 +20,7 @@ impl Params {
     }
 
     /// The parameter's value, `None` when absent or empty, an error naming it when repeated.
-    pub fn single(&self, name: &str) -> Result<Option<&str>, String> {
+    pub fn single(&self, name: &str) -> Result<Option<&str>, RepeatedParam> {
         let mut values = self
             .0
             .iter()
@@ -23,7 +28,7 @@ impl Params {
             .map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {
-            return Err(format!("parameter {name} must not be repeated"));
+            return Err(RepeatedParam(name.to_string()));
         }
         Ok(first)
     }
@@ -51,6 +56,7 @@ mod tests {
         assert!(p
             .single("c")
             .unwrap_err()
+            .to_string()
             .contains("c must not be repeated"));
         assert_eq!(p.all("c"), vec!["x y", "z"]);
         assert_eq!(p.single("d"), Ok(Some("+")));

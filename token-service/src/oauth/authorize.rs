@@ -13,7 +13,7 @@ use crate::clients::ClientLookupError;
 use crate::clients::{Client, ClientKind};
 use crate::clock::{now, secs};
 use crate::http::pages;
-use crate::http::params::Params;
+use crate::http::params::{Params, RepeatedParam};
 use crate::http::request_host;
 use crate::identity::session;
 use crate::identity::users;
@@ -44,13 +44,32 @@ pub struct RedirectError {
     pub state: Option<String>,
 }
 
+/// What makes an authorization request unusable before its redirect URI is trusted: shown on a
+/// page, never sent to the redirect URI.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Repeated(#[from] RepeatedParam),
+    #[error("client_id is required")]
+    ClientIdMissing,
+    #[error("redirect_uri is required")]
+    RedirectUriMissing,
+}
+
+/// Why a requested scope is refused (an `invalid_scope`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("scope must be space-separated printable ASCII scope tokens")]
+pub struct ScopeError;
+
 /// Step one: `client_id` and `redirect_uri`, which must be trustworthy before anything is
 /// reported by redirect. Errors are shown on a page.
-pub fn client_and_redirect_uri(params: &Params) -> Result<(&str, &str), String> {
-    let client_id = params.single("client_id")?.ok_or("client_id is required")?;
+pub fn client_and_redirect_uri(params: &Params) -> Result<(&str, &str), RequestError> {
+    let client_id = params
+        .single("client_id")?
+        .ok_or(RequestError::ClientIdMissing)?;
     let redirect_uri = params
         .single("redirect_uri")?
-        .ok_or("redirect_uri is required")?;
+        .ok_or(RequestError::RedirectUriMissing)?;
     Ok((client_id, redirect_uri))
 }
 
@@ -61,41 +80,41 @@ pub fn validate(
     host: &str,
 ) -> Result<AuthorizationRequest, RedirectError> {
     let state = params.single("state").ok().flatten().map(str::to_string);
-    let fail = |error: &'static str, description: String| RedirectError {
+    let fail = |error: &'static str, description: &dyn std::fmt::Display| RedirectError {
         error,
-        description,
+        description: description.to_string(),
         state: state.clone(),
     };
-    let single = |name: &str| params.single(name).map_err(|d| fail("invalid_request", d));
+    let single = |name: &str| params.single(name).map_err(|e| fail("invalid_request", &e));
     match single("response_type")? {
         Some("code") => {}
         None => {
             return Err(fail(
                 "invalid_request",
-                "response_type is required and must be code".into(),
+                &"response_type is required and must be code",
             ))
         }
         Some(_) => {
             return Err(fail(
                 "unsupported_response_type",
-                "response_type must be code".into(),
+                &"response_type must be code",
             ))
         }
     }
     single("state")?;
     let code_challenge =
         pkce::validate_challenge(single("code_challenge")?, single("code_challenge_method")?)
-            .map_err(|d| fail("invalid_request", d))?;
+            .map_err(|e| fail("invalid_request", &e))?;
     let resources = params.all("resource");
     if resources.len() > 1 {
         return Err(fail(
             "invalid_target",
-            "only one resource per authorization request is supported".into(),
+            &"only one resource per authorization request is supported",
         ));
     }
     let route = resources::select(routes, resources.first().copied(), host)
-        .map_err(|d| fail("invalid_target", d))?;
-    let scope = grant_scope(single("scope")?, route).map_err(|d| fail("invalid_scope", d))?;
+        .map_err(|e| fail("invalid_target", &e))?;
+    let scope = grant_scope(single("scope")?, route).map_err(|e| fail("invalid_scope", &e))?;
     Ok(AuthorizationRequest {
         state: state.clone(),
         code_challenge,
@@ -106,10 +125,13 @@ pub fn validate(
 
 /// The scope granted for a route: the requested scopes the route offers (all of them when none
 /// were requested). Scopes a route does not define are dropped, never granted.
-pub fn grant_scope(requested: Option<&str>, route: &ServerRoute) -> Result<Option<String>, String> {
+pub fn grant_scope(
+    requested: Option<&str>,
+    route: &ServerRoute,
+) -> Result<Option<String>, ScopeError> {
     if let Some(requested) = requested {
         if !valid_scope(requested) {
-            return Err("scope must be space-separated printable ASCII scope tokens".into());
+            return Err(ScopeError);
         }
     }
     let granted: Vec<&str> = match requested {
@@ -230,7 +252,7 @@ pub async fn authorize_handler(
             return pages::error(
                 StatusCode::BAD_REQUEST,
                 "Invalid authorization request",
-                &message,
+                &message.to_string(),
             )
         }
     };
@@ -909,9 +931,11 @@ mod tests {
     fn client_and_redirect_are_checked_first() {
         assert!(client_and_redirect_uri(&Params::parse("redirect_uri=x"))
             .unwrap_err()
+            .to_string()
             .contains("client_id"));
         assert!(client_and_redirect_uri(&Params::parse("client_id=a"))
             .unwrap_err()
+            .to_string()
             .contains("redirect_uri"));
         assert!(
             client_and_redirect_uri(&Params::parse("client_id=a&client_id=b&redirect_uri=x"))

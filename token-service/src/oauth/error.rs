@@ -5,6 +5,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::http::params::RepeatedParam;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthError {
     pub status: StatusCode,
@@ -68,6 +70,12 @@ impl OAuthError {
 
 /// Internal failures (database, signing) become a generic `server_error`; the cause is logged,
 /// not returned.
+impl From<RepeatedParam> for OAuthError {
+    fn from(e: RepeatedParam) -> Self {
+        Self::invalid_request(e.to_string())
+    }
+}
+
 impl From<anyhow::Error> for OAuthError {
     fn from(e: anyhow::Error) -> Self {
         tracing::error!(error = %format!("{e:#}"), "internal error");

@@ -5,18 +5,44 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// Why an authorization request's challenge (an `invalid_request`) or a token request's
+/// verifier (an `invalid_grant`) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PkceError {
+    #[error("code_challenge is required (PKCE with S256)")]
+    ChallengeMissing,
+    #[error("code_challenge_method is required and must be S256")]
+    MethodMissing,
+    #[error("code_challenge_method plain is not allowed; use S256")]
+    PlainMethod,
+    #[error("code_challenge_method must be S256")]
+    UnsupportedMethod,
+    #[error("code_challenge must be 43 base64url characters (an S256 challenge)")]
+    MalformedChallenge,
+    #[error("code_verifier is required")]
+    VerifierMissing,
+    #[error("code_verifier must be 43 to 128 characters")]
+    VerifierLength,
+    #[error("code_verifier may contain only unreserved characters (A-Z a-z 0-9 - . _ ~)")]
+    VerifierCharacters,
+    #[error("code_verifier does not match the code_challenge")]
+    Mismatch,
+}
+
 /// Checks the `code_challenge` / `code_challenge_method` pair of an authorization request.
-/// Returns a description for an `invalid_request` error.
-pub fn validate_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<String, String> {
+pub fn validate_challenge(
+    challenge: Option<&str>,
+    method: Option<&str>,
+) -> Result<String, PkceError> {
     let challenge = match challenge {
         Some(c) if !c.is_empty() => c,
-        _ => return Err("code_challenge is required (PKCE with S256)".into()),
+        _ => return Err(PkceError::ChallengeMissing),
     };
     match method {
         Some("S256") => {}
-        None => return Err("code_challenge_method is required and must be S256".into()),
-        Some("plain") => return Err("code_challenge_method plain is not allowed; use S256".into()),
-        Some(_) => return Err("code_challenge_method must be S256".into()),
+        None => return Err(PkceError::MethodMissing),
+        Some("plain") => return Err(PkceError::PlainMethod),
+        Some(_) => return Err(PkceError::UnsupportedMethod),
     }
     // An S256 challenge is base64url(SHA-256(verifier)) without padding: exactly 43 characters.
     if challenge.len() != 43
@@ -24,31 +50,28 @@ pub fn validate_challenge(challenge: Option<&str>, method: Option<&str>) -> Resu
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return Err("code_challenge must be 43 base64url characters (an S256 challenge)".into());
+        return Err(PkceError::MalformedChallenge);
     }
     Ok(challenge.to_string())
 }
 
-/// Checks a `code_verifier` against the stored S256 challenge. Returns a description for an
-/// `invalid_grant` error.
-pub fn verify(verifier: Option<&str>, challenge: &str) -> Result<(), String> {
-    let verifier = verifier.ok_or_else(|| "code_verifier is required".to_string())?;
+/// Checks a `code_verifier` against the stored S256 challenge.
+pub fn verify(verifier: Option<&str>, challenge: &str) -> Result<(), PkceError> {
+    let verifier = verifier.ok_or(PkceError::VerifierMissing)?;
     if !(43..=128).contains(&verifier.len()) {
-        return Err("code_verifier must be 43 to 128 characters".into());
+        return Err(PkceError::VerifierLength);
     }
     if !verifier
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
     {
-        return Err(
-            "code_verifier may contain only unreserved characters (A-Z a-z 0-9 - . _ ~)".into(),
-        );
+        return Err(PkceError::VerifierCharacters);
     }
     let computed = challenge_for(verifier);
     if computed.as_bytes().ct_eq(challenge.as_bytes()).into() {
         Ok(())
     } else {
-        Err("code_verifier does not match the code_challenge".into())
+        Err(PkceError::Mismatch)
     }
 }
 
@@ -77,15 +100,21 @@ mod tests {
         wrong.replace_range(0..1, "e");
         assert!(verify(Some(&wrong), CHALLENGE)
             .unwrap_err()
+            .to_string()
             .contains("does not match"));
         assert!(verify(Some("short"), CHALLENGE)
             .unwrap_err()
+            .to_string()
             .contains("43 to 128"));
         assert!(verify(Some(&"a".repeat(129)), CHALLENGE).is_err());
         assert!(verify(Some(&format!("{}!", &VERIFIER[..43])), CHALLENGE)
             .unwrap_err()
+            .to_string()
             .contains("unreserved"));
-        assert!(verify(None, CHALLENGE).unwrap_err().contains("required"));
+        assert!(verify(None, CHALLENGE)
+            .unwrap_err()
+            .to_string()
+            .contains("required"));
     }
 
     #[test]
@@ -96,15 +125,19 @@ mod tests {
         );
         assert!(validate_challenge(Some(CHALLENGE), Some("plain"))
             .unwrap_err()
+            .to_string()
             .contains("plain"));
         assert!(validate_challenge(Some(CHALLENGE), None)
             .unwrap_err()
+            .to_string()
             .contains("S256"));
         assert!(validate_challenge(None, Some("S256"))
             .unwrap_err()
+            .to_string()
             .contains("required"));
         assert!(validate_challenge(Some("abc"), Some("S256"))
             .unwrap_err()
+            .to_string()
             .contains("43"));
         assert!(validate_challenge(Some(CHALLENGE), Some("s256")).is_err());
     }

@@ -18,24 +18,35 @@ pub fn by_resource<'a>(routes: &'a [ServerRoute], resource: &str) -> Option<&'a 
     routes.iter().find(|r| r.resource == canonical)
 }
 
+/// Why no route could be selected for an authorization request (an `invalid_target`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceError {
+    #[error("resource must be an absolute http(s) URL without query or fragment")]
+    NotAUrl,
+    #[error("resource is not a server route of this gateway")]
+    UnknownRoute,
+    #[error("resource is required: name the MCP server URL (RFC 8707); this host has no default resource")]
+    NoDefault,
+}
+
 /// The route an authorization request is for: the `resource` parameter when given, else the
-/// default route of the request's host. Errors are `invalid_target` descriptions.
+/// default route of the request's host.
 pub fn select<'a>(
     routes: &'a [ServerRoute],
     resource: Option<&str>,
     host: &str,
-) -> Result<&'a ServerRoute, String> {
+) -> Result<&'a ServerRoute, ResourceError> {
     match resource {
         Some(resource) => {
             if canonical_resource(resource).is_none() {
-                return Err("resource must be an absolute http(s) URL without query or fragment".into());
+                return Err(ResourceError::NotAUrl);
             }
-            by_resource(routes, resource)
-                .ok_or_else(|| "resource is not a server route of this gateway".to_string())
+            by_resource(routes, resource).ok_or(ResourceError::UnknownRoute)
         }
-        None => routes.iter().find(|r| r.default_resource && host_matches(r, host)).ok_or_else(|| {
-            "resource is required: name the MCP server URL (RFC 8707); this host has no default resource".to_string()
-        }),
+        None => routes
+            .iter()
+            .find(|r| r.default_resource && host_matches(r, host))
+            .ok_or(ResourceError::NoDefault),
     }
 }
 
@@ -104,6 +115,7 @@ routes:
         );
         assert!(select(&routes, None, "solo.example.com")
             .unwrap_err()
+            .to_string()
             .contains("resource is required"));
         assert!(select(&routes, None, "localhost:18081").is_err());
         assert_eq!(
@@ -116,9 +128,11 @@ routes:
             "localhost:18080"
         )
         .unwrap_err()
+        .to_string()
         .contains("not a server route"));
         assert!(select(&routes, Some("urn:mcp"), "localhost:18080")
             .unwrap_err()
+            .to_string()
             .contains("absolute"));
         assert!(select(
             &routes,

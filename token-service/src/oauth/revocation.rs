@@ -57,8 +57,7 @@ async fn revocation(state: &AppState, headers: &HeaderMap, body: &str) -> Result
     let params = Params::parse(body);
     let client = authenticate_client(state, headers, &params).await?;
     let token = params
-        .single("token")
-        .map_err(OAuthError::invalid_request)?
+        .single("token")?
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     revoke(state, &client, token, now()).await
 }

@@ -31,7 +31,7 @@ pub struct TokenResponse {
 }
 
 fn single<'a>(params: &'a Params, name: &str) -> Result<Option<&'a str>, OAuthError> {
-    params.single(name).map_err(OAuthError::invalid_request)
+    Ok(params.single(name)?)
 }
 
 /// Checks that the request may redeem `code` (everything except single use).
@@ -58,7 +58,8 @@ pub fn check_code_binding(
             "redirect_uri must equal the redirect_uri of the authorization request",
         ));
     }
-    pkce::verify(code_verifier, &code.code_challenge).map_err(OAuthError::invalid_grant)?;
+    pkce::verify(code_verifier, &code.code_challenge)
+        .map_err(|e| OAuthError::invalid_grant(e.to_string()))?;
     check_resource(resource, &code.resource)
 }
 

@@ -367,7 +367,7 @@ async fn connect(
                 "redirect_url is required.",
             )
         }
-        Err(e) => return bad_request("This connect link is not valid", &e),
+        Err(e) => return bad_request("This connect link is not valid", &e.to_string()),
     };
     let redirect_url = match validate_redirect_url(raw, &state.client_routes) {
         Ok(url) => url,
