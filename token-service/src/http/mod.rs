@@ -2,12 +2,14 @@
 //! parameters. The endpoints themselves live with their concepts (`oauth`, `clients`,
 //! `upstream`, `internal_api`).
 
+pub mod error;
 pub mod health;
 pub mod pages;
 pub mod params;
 pub mod router;
 
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 /// The request's host as the client addressed it (`Host`, or the URI authority for HTTP/2).
 pub fn request_host(headers: &HeaderMap, uri: &axum::http::Uri) -> String {
@@ -17,4 +19,16 @@ pub fn request_host(headers: &HeaderMap, uri: &axum::http::Uri) -> String {
         .map(str::to_string)
         .or_else(|| uri.authority().map(|a| a.to_string()))
         .unwrap_or_default()
+}
+
+/// A redirect to `location` that is never cached.
+pub fn redirect(status: StatusCode, location: &str) -> Response {
+    let mut response = status.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }

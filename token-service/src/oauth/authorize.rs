@@ -12,16 +12,17 @@ use crate::clients::metadata::valid_scope;
 use crate::clients::ClientLookupError;
 use crate::clients::{Client, ClientKind};
 use crate::clock::{now, secs};
+use crate::http::error::{internal_error_page, PageError};
 use crate::http::pages;
 use crate::http::params::{Params, RepeatedParam};
-use crate::http::request_host;
+use crate::http::{redirect, request_host};
 use crate::identity::session;
 use crate::identity::users;
 use crate::identity::users::UserClaims;
 use crate::oauth::opaque_token;
 use crate::oauth::pkce;
 use crate::oauth::resources;
-use crate::state::SharedState;
+use crate::state::{AppState, SharedState};
 use crate::store::{AuthorizationCode, PendingAuthorization, Session};
 
 /// How long a started authorization may wait for sign-in and consent.
@@ -173,17 +174,6 @@ pub fn redirect_host(redirect_uri: &str) -> String {
         .unwrap_or_else(|| redirect_uri.to_string())
 }
 
-fn redirect(status: StatusCode, location: &str) -> Response {
-    let mut response = status.into_response();
-    if let Ok(value) = HeaderValue::from_str(location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
 fn error_redirect(
     state: &SharedState,
     redirect_uri: &str,
@@ -201,40 +191,32 @@ fn error_redirect(
     redirect(status, &redirect_url(redirect_uri, &params))
 }
 
-fn internal_error_page(e: anyhow::Error) -> Response {
-    tracing::error!(error = %format!("{e:#}"), "internal error");
-    pages::error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        "The gateway hit an internal error.",
-    )
-}
-
-fn expired_request_page() -> Response {
-    pages::error(
-        StatusCode::BAD_REQUEST,
+fn expired_request() -> PageError {
+    PageError::bad_request(
         "This sign-in request is no longer valid",
         "It has expired or was already completed.",
     )
 }
 
-async fn client_for_page(state: &SharedState, client_id: &str) -> Result<Client, Response> {
+fn expired_request_page() -> Response {
+    expired_request().into_response()
+}
+
+async fn client_for_page(state: &AppState, client_id: &str) -> Result<Client, PageError> {
     match state.client(client_id).await {
         Ok(Some(client)) => Ok(client),
-        Ok(None) => Err(pages::error(
-            StatusCode::BAD_REQUEST,
+        Ok(None) => Err(PageError::bad_request(
             "Unknown application",
             "client_id is not registered with this gateway.",
         )),
         Err(ClientLookupError::Document(e)) => {
             tracing::info!(target: "mcpgate::audit", event = "client_metadata_document_rejected", client_id, reason = %e);
-            Err(pages::error(
-                StatusCode::BAD_REQUEST,
+            Err(PageError::bad_request(
                 "The application could not be verified",
-                &e.to_string(),
+                e,
             ))
         }
-        Err(ClientLookupError::Internal(e)) => Err(internal_error_page(e)),
+        Err(ClientLookupError::Internal(e)) => Err(PageError::Internal(e)),
     }
 }
 
@@ -244,32 +226,20 @@ pub async fn authorize_handler(
     headers: HeaderMap,
     uri: Uri,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> Result<Response, PageError> {
     let params = Params::parse(query.as_deref().unwrap_or(""));
-    let (client_id, redirect_uri) = match client_and_redirect_uri(&params) {
-        Ok(pair) => pair,
-        Err(message) => {
-            return pages::error(
-                StatusCode::BAD_REQUEST,
-                "Invalid authorization request",
-                &message.to_string(),
-            )
-        }
-    };
-    let client = match client_for_page(&state, client_id).await {
-        Ok(client) => client,
-        Err(page) => return page,
-    };
+    let (client_id, redirect_uri) = client_and_redirect_uri(&params)
+        .map_err(|e| PageError::bad_request("Invalid authorization request", e))?;
+    let client = client_for_page(&state, client_id).await?;
     if !client.redirect_uri_allowed(redirect_uri) {
-        return pages::error(
-            StatusCode::BAD_REQUEST,
+        return Err(PageError::bad_request(
             "Invalid authorization request",
             "redirect_uri is not registered for this client (it must match a registered URI exactly).",
-        );
+        ));
     }
     let request = match validate(&params, &state.routes, &request_host(&headers, &uri)) {
         Ok(request) => request,
-        Err(e) => return error_redirect(&state, redirect_uri, &e, StatusCode::FOUND),
+        Err(e) => return Ok(error_redirect(&state, redirect_uri, &e, StatusCode::FOUND)),
     };
     let id = opaque_token::generate();
     let t = now();
@@ -286,19 +256,16 @@ pub async fn authorize_handler(
         created_at: t,
         expires_at: t + PENDING_LIFETIME_SECS,
     };
-    if let Err(e) = state.store.insert_pending(&pending).await {
-        return internal_error_page(e);
-    }
-    let signed_in = match session::current(&state.store, &headers, state.issuer_https, t).await {
-        Ok(s) => s.is_some(),
-        Err(e) => return internal_error_page(e),
-    };
+    state.store.insert_pending(&pending).await?;
+    let signed_in = session::current(&state.store, &headers, state.issuer_https, t)
+        .await?
+        .is_some();
     let next = if signed_in {
         paths::CONSENT
     } else {
         paths::SIGN_IN
     };
-    redirect(StatusCode::FOUND, &format!("{next}?request={id}"))
+    Ok(redirect(StatusCode::FOUND, &format!("{next}?request={id}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -441,7 +408,7 @@ async fn sign_in_to_return_form(
             StatusCode::OK,
             pages::sign_in_to_return(return_to, &label, "", false),
         ),
-        Err(e) => internal_error_page(e),
+        Err(e) => internal_error_page(&e),
     }
 }
 
@@ -464,9 +431,15 @@ async fn sign_in_to_return(
             "It was not sent from this gateway's sign-in page.",
         );
     }
-    let user = match verify_user(state, &form.username, form.password).await {
+    let user = match verify_user(
+        &state.config.token_service.users_file,
+        &form.username,
+        form.password,
+    )
+    .await
+    {
         Ok(user) => user,
-        Err(page) => return page,
+        Err(e) => return e.into_response(),
     };
     let Some(user) = user else {
         tracing::info!(target: "mcpgate::audit", event = "sign_in_failed", user = %form.username, route = %label);
@@ -476,7 +449,7 @@ async fn sign_in_to_return(
     let t = now();
     let (cookie, session) = match start_session(state, &user, t).await {
         Ok(found) => found,
-        Err(page) => return page,
+        Err(e) => return e.into_response(),
     };
     tracing::info!(target: "mcpgate::audit", event = "sign_in", user = %user.username, sid = %session.sid, route = %label);
     let mut response = redirect(StatusCode::SEE_OTHER, &target);
@@ -486,36 +459,30 @@ async fn sign_in_to_return(
 
 /// Checks a username and password against the users file (off the async threads).
 async fn verify_user(
-    state: &SharedState,
+    users_file: &std::path::Path,
     username: &str,
     password: String,
-) -> Result<Option<UserClaims>, Response> {
-    let users_file = state.config.token_service.users_file.clone();
+) -> Result<Option<UserClaims>, PageError> {
+    let users_file = users_file.to_path_buf();
     let username = username.to_string();
     let verified = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<UserClaims>> {
         let directory = users::load(&users_file)?;
         Ok(users::authenticate(&directory, &username, &password))
     })
     .await;
-    match verified {
-        Ok(Ok(user)) => Ok(user),
-        Ok(Err(e)) => Err(internal_error_page(e)),
-        Err(e) => Err(internal_error_page(e.into())),
-    }
+    Ok(verified.map_err(anyhow::Error::from)??)
 }
 
 /// Creates a session for `user`; returns its `Set-Cookie` value and the record.
 async fn start_session(
-    state: &SharedState,
+    state: &AppState,
     user: &UserClaims,
     t: i64,
-) -> Result<(HeaderValue, Session), Response> {
+) -> Result<(HeaderValue, Session), PageError> {
     let lifetime = secs(state.config.authorization_server.session_lifetime);
-    let (secret, session) = session::create(&state.store, user, t, lifetime)
-        .await
-        .map_err(internal_error_page)?;
+    let (secret, session) = session::create(&state.store, user, t, lifetime).await?;
     let cookie = HeaderValue::from_str(&session::set_cookie(&secret, state.issuer_https, lifetime))
-        .map_err(|e| internal_error_page(e.into()))?;
+        .map_err(anyhow::Error::from)?;
     Ok((cookie, session))
 }
 
@@ -543,7 +510,7 @@ pub async fn sign_in_form_handler(
     {
         Ok(Some(p)) => p,
         Ok(None) => return expired_request_page(),
-        Err(e) => return internal_error_page(e),
+        Err(e) => return internal_error_page(&e),
     };
     let client = state.client(&pending.client_id).await.ok().flatten();
     pages::respond(
@@ -587,11 +554,17 @@ pub async fn sign_in_handler(
     {
         Ok(Some(p)) => p,
         Ok(None) => return expired_request_page(),
-        Err(e) => return internal_error_page(e),
+        Err(e) => return internal_error_page(&e),
     };
-    let user = match verify_user(&state, &form.username, form.password).await {
+    let user = match verify_user(
+        &state.config.token_service.users_file,
+        &form.username,
+        form.password,
+    )
+    .await
+    {
         Ok(user) => user,
-        Err(page) => return page,
+        Err(e) => return e.into_response(),
     };
     let Some(user) = user else {
         tracing::info!(target: "mcpgate::audit", event = "sign_in_failed", user = %form.username, client_id = %pending.client_id);
@@ -606,7 +579,7 @@ pub async fn sign_in_handler(
     };
     let (cookie, session) = match start_session(&state, &user, t).await {
         Ok(found) => found,
-        Err(page) => return page,
+        Err(e) => return e.into_response(),
     };
     tracing::info!(target: "mcpgate::audit", event = "sign_in", user = %user.username, sid = %session.sid, client_id = %pending.client_id);
     let mut response = redirect(
@@ -623,33 +596,22 @@ pub async fn consent_page_handler(
     State(state): State<SharedState>,
     headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<RequestQuery>,
-) -> Response {
+) -> Result<Response, PageError> {
     let t = now();
     let id_hash = opaque_token::hash(&q.request);
-    let (pending, session, user) = match pending_with_session(&state, &headers, &q.request, t).await
-    {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
-    let client = match client_for_page(&state, &pending.client_id).await {
-        Ok(c) => c,
-        Err(page) => return page,
-    };
+    let (pending, session, user) = pending_with_session(&state, &headers, &q.request, t).await?;
+    let client = client_for_page(&state, &pending.client_id).await?;
     if !client.needs_consent() {
-        return match state.store.take_pending(&id_hash, t).await {
-            Ok(true) => approve(&state, &pending, &session, &user, t, StatusCode::FOUND).await,
-            Ok(false) => expired_request_page(),
-            Err(e) => internal_error_page(e),
-        };
+        if !state.store.take_pending(&id_hash, t).await? {
+            return Err(expired_request());
+        }
+        return Ok(approve(&state, &pending, &session, &user, t, StatusCode::FOUND).await);
     }
     let csrf = opaque_token::generate();
-    if let Err(e) = state
+    state
         .store
         .bind_pending_to_consent(&id_hash, &session.sid, &opaque_token::hash(&csrf))
-        .await
-    {
-        return internal_error_page(e);
-    }
+        .await?;
     let route_name = state
         .routes
         .iter()
@@ -668,29 +630,26 @@ pub async fn consent_page_handler(
         scope: pending.scope.as_deref(),
         username: &user.username,
     };
-    pages::respond(StatusCode::OK, pages::consent(&view))
+    Ok(pages::respond(StatusCode::OK, pages::consent(&view)))
 }
 
 /// The pending authorization named by a sign-in/consent page and the browser's session; without
 /// a session the browser is sent to sign in first.
 async fn pending_with_session(
-    state: &SharedState,
+    state: &AppState,
     headers: &HeaderMap,
     request: &str,
     t: i64,
-) -> Result<(PendingAuthorization, Session, UserClaims), Response> {
-    let pending = match state.store.pending(&opaque_token::hash(request), t).await {
-        Ok(Some(p)) => p,
-        Ok(None) => return Err(expired_request_page()),
-        Err(e) => return Err(internal_error_page(e)),
+) -> Result<(PendingAuthorization, Session, UserClaims), PageError> {
+    let Some(pending) = state.store.pending(&opaque_token::hash(request), t).await? else {
+        return Err(expired_request());
     };
-    match session::current(&state.store, headers, state.issuer_https, t).await {
-        Ok(Some((session, user))) => Ok((pending, session, user)),
-        Ok(None) => Err(redirect(
-            StatusCode::SEE_OTHER,
-            &format!("{}?request={}", paths::SIGN_IN, request),
-        )),
-        Err(e) => Err(internal_error_page(e)),
+    match session::current(&state.store, headers, state.issuer_https, t).await? {
+        Some((session, user)) => Ok((pending, session, user)),
+        None => Err(PageError::Redirect {
+            status: StatusCode::SEE_OTHER,
+            location: format!("{}?request={}", paths::SIGN_IN, request),
+        }),
     }
 }
 
@@ -709,34 +668,27 @@ pub async fn consent_handler(
     State(state): State<SharedState>,
     headers: HeaderMap,
     Form(form): Form<ConsentForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let t = now();
     let id_hash = opaque_token::hash(&form.request);
-    let (pending, session, user) =
-        match pending_with_session(&state, &headers, &form.request, t).await {
-            Ok(found) => found,
-            Err(page) => return page,
-        };
+    let (pending, session, user) = pending_with_session(&state, &headers, &form.request, t).await?;
     let bound = pending.sid.as_deref() == Some(session.sid.as_str())
         && pending
             .csrf_hash
             .as_deref()
             .is_some_and(|h| opaque_token::matches(&form.csrf, h));
     if !bound {
-        return pages::error(
-            StatusCode::FORBIDDEN,
+        return Err(PageError::forbidden(
             "This consent form is not valid",
             "It was not issued to this browser session. Start again from your application.",
-        );
+        ));
     }
-    match state.store.take_pending(&id_hash, t).await {
-        Ok(true) => {}
-        Ok(false) => return expired_request_page(),
-        Err(e) => return internal_error_page(e),
+    if !state.store.take_pending(&id_hash, t).await? {
+        return Err(expired_request());
     }
     match form.decision.as_str() {
         "approve" => {
-            if let Err(e) = state
+            state
                 .store
                 .record_consent(
                     &user.username,
@@ -745,11 +697,8 @@ pub async fn consent_handler(
                     pending.scope.as_deref(),
                     t,
                 )
-                .await
-            {
-                return internal_error_page(e);
-            }
-            approve(&state, &pending, &session, &user, t, StatusCode::SEE_OTHER).await
+                .await?;
+            Ok(approve(&state, &pending, &session, &user, t, StatusCode::SEE_OTHER).await)
         }
         _ => {
             tracing::info!(target: "mcpgate::audit", event = "consent_denied", user = %user.username, client_id = %pending.client_id, route = %pending.resource);
@@ -758,7 +707,12 @@ pub async fn consent_handler(
                 description: "the user denied access".into(),
                 state: pending.state.clone(),
             };
-            error_redirect(&state, &pending.redirect_uri, &e, StatusCode::SEE_OTHER)
+            Ok(error_redirect(
+                &state,
+                &pending.redirect_uri,
+                &e,
+                StatusCode::SEE_OTHER,
+            ))
         }
     }
 }
@@ -793,7 +747,7 @@ pub(crate) async fn issue_code(
     let code = opaque_token::generate();
     let claims = match serde_json::to_string(user) {
         Ok(c) => c,
-        Err(e) => return internal_error_page(e.into()),
+        Err(e) => return internal_error_page(&e.into()),
     };
     let record = AuthorizationCode {
         code_hash: opaque_token::hash(&code),
@@ -816,7 +770,7 @@ pub(crate) async fn issue_code(
         used_at: None,
     };
     if let Err(e) = state.store.insert_code(&record).await {
-        return internal_error_page(e);
+        return internal_error_page(&e);
     }
     tracing::info!(target: "mcpgate::audit", event = "code_issued", user = %user.username, client_id = %pending.client_id, route = %pending.resource);
     let mut params = vec![("code", code.as_str())];
