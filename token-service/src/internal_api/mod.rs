@@ -106,6 +106,35 @@ pub fn error(status: StatusCode, code: &str, description: Option<&str>) -> Respo
     crate::oauth::error::no_store_json(status, body)
 }
 
+/// Why an internal API request was not served, answered as JSON by [`error`].
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is too large")]
+    BodyTooLarge,
+    #[error("the body must be the JSON object this endpoint documents")]
+    MalformedBody,
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::BodyTooLarge => error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request",
+                Some(&self.to_string()),
+            ),
+            Self::MalformedBody => error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                Some(&self.to_string()),
+            ),
+            Self::Internal(e) => internal(e),
+        }
+    }
+}
+
 fn internal(e: anyhow::Error) -> Response {
     tracing::error!(error = %format!("{e:#}"), "internal API: internal error");
     error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None)
@@ -143,23 +172,11 @@ pub fn router(state: SharedState, secret: Arc<InternalSecret>) -> Router {
         .with_state(state)
 }
 
-async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, Response> {
+async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|_| {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request",
-                Some("the request body is too large"),
-            )
-        })?;
-    serde_json::from_slice(&bytes).map_err(|_| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            Some("the body must be the JSON object this endpoint documents"),
-        )
-    })
+        .map_err(|_| ApiError::BodyTooLarge)?;
+    serde_json::from_slice(&bytes).map_err(|_| ApiError::MalformedBody)
 }
 
 // --- TE verification shared with the public routes listing --------------------------------------
@@ -372,7 +389,7 @@ pub async fn credentials(
 async fn credentials_handler(State(state): State<SharedState>, body: Body) -> Response {
     let req: CredentialsRequest = match read_json(body).await {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let Some(route) = server_route(&state, &req.route) else {
         return unknown_route("server");
@@ -520,7 +537,7 @@ pub async fn session_credentials(
 async fn session_handler(State(state): State<SharedState>, body: Body) -> Response {
     let req: SessionRequest = match read_json(body).await {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let Some(route) = client_route(&state, &req.route) else {
         return unknown_route("client");
@@ -540,7 +557,7 @@ async fn session_handler(State(state): State<SharedState>, body: Body) -> Respon
 async fn upstream_rejected_handler(State(state): State<SharedState>, body: Body) -> Response {
     let req: CredentialsRequest = match read_json(body).await {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let Some(route) = server_route(&state, &req.route) else {
         return unknown_route("server");

@@ -31,18 +31,38 @@ pub struct ServerEntry {
     pub expires_at: Option<i64>,
 }
 
-fn unauthorized(description: &str) -> Response {
-    let mut response =
-        internal_api::error(StatusCode::UNAUTHORIZED, "invalid_token", Some(description));
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer error=\"invalid_token\""),
-    );
-    response
+/// Why the request's bearer token was not accepted.
+#[derive(Debug, thiserror::Error)]
+enum BearerError {
+    #[error("send the access token as Authorization: Bearer")]
+    Missing,
+    #[error("the access token is not valid")]
+    Invalid,
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl IntoResponse for BearerError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(e) = &self {
+            tracing::error!(error = %format!("{e:#}"), "routes listing: internal error");
+            return internal_api::error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None);
+        }
+        let mut response = internal_api::error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            Some(&self.to_string()),
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        );
+        response
+    }
 }
 
 /// The verified, unrevoked TE of the request's `Authorization: Bearer` header.
-async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<VerifiedToken, Response> {
+async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<VerifiedToken, BearerError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -51,23 +71,10 @@ async fn bearer(state: &AppState, headers: &HeaderMap) -> Result<VerifiedToken, 
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    let Some(token) = token else {
-        return Err(unauthorized(
-            "send the access token as Authorization: Bearer",
-        ));
-    };
-    match verify_token(state, token, now()).await {
-        Ok(Some(te)) => Ok(te),
-        Ok(None) => Err(unauthorized("the access token is not valid")),
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "routes listing: internal error");
-            Err(internal_api::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                None,
-            ))
-        }
-    }
+    let token = token.ok_or(BearerError::Missing)?;
+    verify_token(state, token, now())
+        .await?
+        .ok_or(BearerError::Invalid)
 }
 
 /// The server routes the token's identity may use, with the user's upstream connection state.
@@ -100,7 +107,7 @@ pub async fn list(state: &AppState, te: &VerifiedToken) -> anyhow::Result<Vec<Se
 pub async fn list_handler(State(state): State<SharedState>, headers: HeaderMap) -> Response {
     let te = match bearer(&state, &headers).await {
         Ok(te) => te,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     match list(&state, &te).await {
         Ok(servers) => {
@@ -159,7 +166,7 @@ pub async fn disconnect_handler(
 ) -> Response {
     let te = match bearer(&state, &headers).await {
         Ok(te) => te,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let bad = |d: &str| internal_api::error(StatusCode::BAD_REQUEST, "invalid_request", Some(d));
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
