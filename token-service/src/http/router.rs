@@ -10,6 +10,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::clients::registration;
 use crate::http::health;
+use crate::identity::sign_in;
 use crate::oauth::{authorize, metadata, revocation, token_endpoint};
 use crate::state::SharedState;
 use crate::upstream::{connect, mcp_routes};
@@ -79,7 +80,7 @@ pub fn router(state: SharedState) -> Router {
         .merge(api)
         .merge(mcp)
         .route(paths::AUTHORIZE, get(authorize::authorize_handler))
-        .route(paths::SIGN_IN, get(authorize::sign_in_form_handler).post(authorize::sign_in_handler))
+        .route(paths::SIGN_IN, get(sign_in::sign_in_form_handler).post(sign_in::sign_in_handler))
         .route(paths::CONSENT, get(authorize::consent_page_handler).post(authorize::consent_handler))
         .route(paths::HEALTH, get(health::handler))
         .route(paths::UPSTREAM_CALLBACK, get(connect::callback_handler))

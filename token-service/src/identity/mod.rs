@@ -1,4 +1,5 @@
-//! Who the user is: the built-in user directory and browser sessions.
+//! Who the user is: the built-in user directory, browser sessions and signing in.
 
 pub mod session;
+pub mod sign_in;
 pub mod users;

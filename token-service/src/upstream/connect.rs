@@ -18,6 +18,7 @@ use crate::http::pages;
 use crate::http::params::Params;
 use crate::http::request_host;
 use crate::identity::session;
+use crate::identity::sign_in;
 use crate::identity::users::UserClaims;
 use crate::oauth::authorize;
 use crate::oauth::opaque_token;
@@ -388,7 +389,7 @@ async fn connect(
                     .append_pair("redirect_url", &redirect_url)
                     .finish()
             );
-            return redirect(StatusCode::FOUND, &authorize::sign_in_redirect(&back));
+            return redirect(StatusCode::FOUND, &sign_in::sign_in_redirect(&back));
         }
         Err(e) => return internal_error_page(e),
     };
