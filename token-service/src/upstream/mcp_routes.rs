@@ -126,24 +126,35 @@ struct DisconnectRequest {
     url: Option<String>,
 }
 
+/// Why a disconnect request names no route it may touch (a 400 `invalid_request`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum DisconnectError {
+    #[error("url must be a server route URL")]
+    NotARouteUrl,
+    #[error("url is not a server route of this gateway")]
+    UnknownRoute,
+    #[error("this access token is not for that server route")]
+    NotInAudience,
+}
+
 /// Which routes a disconnect may touch. A client-route TE speaks for the signed-in user, so it
 /// may forget everything; any other TE only the routes in its audience.
 fn disconnect_targets<'a>(
     state: &'a AppState,
     te: &VerifiedToken,
     url: Option<&str>,
-) -> Result<Option<Vec<&'a ServerRoute>>, &'static str> {
+) -> Result<Option<Vec<&'a ServerRoute>>, DisconnectError> {
     let client_route_token = te.claims.custom.client_id == CLIENT_ROUTE_CLIENT_ID;
     match url {
         Some(url) => {
-            let canonical = canonical_resource(url).ok_or("url must be a server route URL")?;
+            let canonical = canonical_resource(url).ok_or(DisconnectError::NotARouteUrl)?;
             let route = state
                 .routes
                 .iter()
                 .find(|r| r.resource == canonical)
-                .ok_or("url is not a server route of this gateway")?;
+                .ok_or(DisconnectError::UnknownRoute)?;
             if !client_route_token && !te.has_audience(&route.resource) {
-                return Err("this access token is not for that server route");
+                return Err(DisconnectError::NotInAudience);
             }
             Ok(Some(vec![route]))
         }
@@ -182,7 +193,7 @@ pub async fn disconnect_handler(
     };
     let targets = match disconnect_targets(&state, &te, req.url.as_deref()) {
         Ok(t) => t,
-        Err(d) => return bad(d),
+        Err(e) => return bad(&e.to_string()),
     };
     let result = match &targets {
         None => tokens::forget(&state, &te.sub, None).await,
