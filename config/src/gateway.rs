@@ -32,6 +32,9 @@ pub struct GatewayConfig {
     /// Metrics and traces (token service and mcpgate's own Envoy).
     #[serde(default)]
     pub telemetry: Telemetry,
+    /// How people sign in besides (or instead of) the built-in user directory.
+    #[serde(default)]
+    pub identity: crate::identity::Identity,
     pub routes: Vec<Route>,
 }
 
@@ -172,7 +175,9 @@ pub struct TokenService {
     /// `sqlite://path?mode=rwc` or `postgres://…`.
     pub database_url: String,
     /// Built-in user directory (YAML with argon2id hashes); see `mcpgate-token-service user add`.
-    pub users_file: PathBuf,
+    /// Optional when `identity.oidc` names a provider; both may be enabled.
+    #[serde(default)]
+    pub users_file: Option<PathBuf>,
     /// The internal API (only the filter calls it). Default: `listen` with the port plus one.
     #[serde(default)]
     pub internal_listen: Option<SocketAddr>,
@@ -602,7 +607,10 @@ impl GatewayConfig {
             }
         };
         fix(&mut self.authorization_server.signing_key_file);
-        fix(&mut self.token_service.users_file);
+        if let Some(p) = &mut self.token_service.users_file {
+            fix(p);
+        }
+        self.identity.resolve_paths(base);
         fix(&mut self.envoy.wasm_module);
         if let Some(p) = &mut self.token_service.upstream_token_key_file {
             fix(p);
@@ -634,6 +642,7 @@ impl GatewayConfig {
 
     /// Secrets kept in files are read once, at load; the error names the field, never the value.
     fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        self.identity.read_secret_files()?;
         for (i, route) in self.routes.iter_mut().enumerate() {
             let Some(up) = route
                 .mcp
@@ -677,6 +686,8 @@ impl GatewayConfig {
             "authorization_server.authorization_code_lifetime",
         )?;
         positive(a.session_lifetime, "authorization_server.session_lifetime")?;
+        self.identity
+            .validate(self.token_service.users_file.is_some())?;
         let mut client_ids = HashSet::new();
         for (i, c) in a.clients.iter().enumerate() {
             let field = |f: &str| format!("authorization_server.clients[{i}].{f}");

@@ -12,6 +12,8 @@ pub mod error;
 pub mod filter;
 #[cfg(feature = "gateway")]
 pub mod gateway;
+#[cfg(feature = "gateway")]
+pub mod identity;
 pub mod paths;
 #[cfg(feature = "gateway")]
 pub mod render;

@@ -21,6 +21,26 @@ pub const CONSENT: &str = "/.mcpgate/consent";
 pub const HEALTH: &str = "/.mcpgate/healthz";
 /// Where upstream OAuth providers send the browser back (register `<issuer>` + this).
 pub const UPSTREAM_CALLBACK: &str = "/.mcpgate/upstream/callback";
+/// Signs the browser out (ends its session; RP-initiated logout at an OpenID Connect provider).
+pub const SIGN_OUT: &str = "/.mcpgate/sign_out";
+/// OpenID Connect sign-in: `/.mcpgate/oidc/<provider id>/start` (the sign-in page's button posts
+/// there) and `/.mcpgate/oidc/<provider id>/callback` (register `<issuer>` + this at the provider).
+pub const OIDC_PREFIX: &str = "/.mcpgate/oidc";
+pub const OIDC_START_SUFFIX: &str = "/start";
+pub const OIDC_CALLBACK_SUFFIX: &str = "/callback";
+/// Where the browser lands after signing out at an OpenID Connect provider.
+pub const SIGNED_OUT: &str = "/.mcpgate/signed_out";
+
+/// `/.mcpgate/oidc/<id>/start`.
+pub fn oidc_start(provider_id: &str) -> String {
+    format!("{OIDC_PREFIX}/{provider_id}{OIDC_START_SUFFIX}")
+}
+
+/// `/.mcpgate/oidc/<id>/callback`.
+pub fn oidc_callback(provider_id: &str) -> String {
+    format!("{OIDC_PREFIX}/{provider_id}{OIDC_CALLBACK_SUFFIX}")
+}
+
 /// The MCP servers a user may reach (with a TE).
 pub const MCP_ROUTES: &str = "/.mcpgate/mcp/routes";
 pub const MCP_ROUTES_DISCONNECT: &str = "/.mcpgate/mcp/routes/disconnect";
@@ -100,5 +120,7 @@ mod tests {
         assert!(is_reserved("/.mcpgate/oauth/token"));
         assert!(!is_reserved("/.mcpgatex"));
         assert!(!is_reserved("/mcp"));
+        assert!(is_reserved(&oidc_callback("corp")));
+        assert_eq!(oidc_start("corp"), "/.mcpgate/oidc/corp/start");
     }
 }
