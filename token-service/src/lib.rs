@@ -9,7 +9,7 @@
 //! | [`http`]             | the HTTP surface: router, health, pages, request parameters         |
 //! | [`oauth`]            | the OAuth protocol: authorize, token, revocation, metadata, tokens  |
 //! | [`clients`]          | OAuth clients: static, registered, client ID metadata documents     |
-//! | [`identity`]         | who the user is: the user directory, browser sessions, sign-in      |
+//! | [`identity`]         | who the user is: user directory, OIDC providers, sessions, sign-in  |
 //! | [`upstream`]         | upstream OAuth: providers, the connect flow, stored upstream tokens |
 //! | [`internal_api`]     | the API only the filter calls, and the identity assertion           |
 //! | [`service_accounts`] | callers that are not people                                         |

@@ -229,7 +229,11 @@ fn user_add(args: UserAdd) -> anyhow::Result<()> {
         groups: args.groups,
         password_hash: users::hash_password(&password)?,
     };
-    let path = &config.token_service.users_file;
+    let Some(path) = &config.token_service.users_file else {
+        anyhow::bail!(
+            "token_service.users_file is not set: the built-in user directory is disabled in this gateway file"
+        );
+    };
     let replaced = users::upsert(path, user)?;
     eprintln!(
         "{} user {} in {}",

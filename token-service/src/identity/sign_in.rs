@@ -178,7 +178,7 @@ async fn sign_in_to_return(
         );
     }
     let user = match verify_user(
-        &state.config.token_service.users_file,
+        state.config.token_service.users_file.as_deref(),
         &form.username,
         form.password,
     )
@@ -205,11 +205,14 @@ async fn sign_in_to_return(
 
 /// Checks a username and password against the users file (off the async threads).
 async fn verify_user(
-    users_file: &std::path::Path,
+    users_file: Option<&std::path::Path>,
     username: &str,
     password: String,
 ) -> Result<Option<UserClaims>, PageError> {
-    let users_file = users_file.to_path_buf();
+    // No users file: the built-in directory is off and nobody signs in with a password.
+    let Some(users_file) = users_file.map(std::path::Path::to_path_buf) else {
+        return Ok(None);
+    };
     let username = username.to_string();
     let verified = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<UserClaims>> {
         let directory = users::load(&users_file)?;
@@ -303,7 +306,7 @@ pub async fn sign_in_handler(
         Err(e) => return internal_error_page(&e),
     };
     let user = match verify_user(
-        &state.config.token_service.users_file,
+        state.config.token_service.users_file.as_deref(),
         &form.username,
         form.password,
     )
