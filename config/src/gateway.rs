@@ -1011,6 +1011,12 @@ impl GatewayConfig {
                 }
             }
         }
+        if !self.identity.oidc.is_empty() && self.token_service.upstream_token_key_file.is_none() {
+            return Err(ConfigError::new(
+                "token_service.upstream_token_key_file",
+                "is required when identity.oidc lists a provider (providers' refresh tokens are stored encrypted)",
+            ));
+        }
         if needs_key && self.token_service.upstream_token_key_file.is_none() {
             return Err(ConfigError::new(
                 "token_service.upstream_token_key_file",

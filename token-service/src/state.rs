@@ -31,6 +31,8 @@ pub struct AppState {
     pub documents: Arc<MetadataDocuments>,
     /// Upstream OAuth: the token key, the provider client, refresh locks.
     pub upstream: Arc<UpstreamTokens>,
+    /// OpenID Connect providers' discovered metadata and keys: kept across reloads.
+    pub oidc: Arc<crate::identity::oidc::provider::OidcProviders>,
 }
 
 /// What the service derives from the gateway file alone, checked the same way at start and on
@@ -92,6 +94,7 @@ impl AppState {
             Arc::new(keys),
             Arc::new(documents),
             Arc::new(upstream),
+            Arc::new(crate::identity::oidc::provider::OidcProviders::new()?),
         ))
     }
 
@@ -103,6 +106,7 @@ impl AppState {
         keys: Arc<SigningKeys>,
         documents: Arc<MetadataDocuments>,
         upstream: Arc<UpstreamTokens>,
+        oidc: Arc<crate::identity::oidc::provider::OidcProviders>,
     ) -> Self {
         let issuer = config.authorization_server.issuer.clone();
         Self {
@@ -116,7 +120,22 @@ impl AppState {
             static_clients: parts.static_clients,
             documents,
             upstream,
+            oidc,
             config,
+        }
+    }
+
+    /// What a provider re-check of a session needs (see `identity::oidc::session`).
+    pub fn oidc_check(&self, t: i64) -> crate::identity::oidc::session::CheckContext<'_> {
+        crate::identity::oidc::session::CheckContext {
+            store: &self.store,
+            cipher: self.upstream.cipher().ok(),
+            providers: &self.oidc,
+            identity: &self.config.identity,
+            leeway_secs: crate::clock::secs(self.config.authorization_server.leeway),
+            keep_until: t + crate::clock::secs(
+                self.config.authorization_server.refresh_token_lifetime,
+            ),
         }
     }
 

@@ -10,7 +10,9 @@ use mcpgate_config::paths;
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#222}\
 h1{font-size:1.4rem}.box{border:1px solid #ccc;border-radius:8px;padding:1rem 1.25rem}\
 label{display:block;margin:.75rem 0 .25rem}input[type=text],input[type=password]{width:100%;padding:.5rem;box-sizing:border-box}\
-button{padding:.5rem 1.25rem;margin:1rem .5rem 0 0;font-size:1rem}.error{color:#a00}\
+button{padding:.5rem 1.25rem;margin:1rem .5rem 0 0;font-size:1rem}\
+form.provider button{width:100%;margin:.5rem 0;padding:.75rem;background:#1a56db;color:#fff;border:0;border-radius:6px}\
+.or{text-align:center;margin:1rem 0 .5rem}.error{color:#a00}\
 .host{font-size:1.25rem;font-weight:bold;font-family:monospace;background:#f3f3f3;padding:.25rem .5rem;border-radius:4px}\
 .muted{color:#666;font-size:.9rem;word-break:break-all}";
 
@@ -65,14 +67,35 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
     )
 }
 
-pub fn sign_in(request: &str, client_label: &str, username: &str, failed: bool) -> Markup {
-    sign_in_form("request", request, client_label, username, failed)
+/// The ways to sign in the sign-in page offers: the built-in form (when a users file is
+/// configured) and one button per OpenID Connect provider.
+#[derive(Debug, Clone, Default)]
+pub struct SignInChoices {
+    pub built_in: bool,
+    /// (provider id, display name)
+    pub providers: Vec<(String, String)>,
+}
+
+pub fn sign_in(
+    request: &str,
+    client_label: &str,
+    username: &str,
+    failed: bool,
+    choices: &SignInChoices,
+) -> Markup {
+    sign_in_form("request", request, client_label, username, failed, choices)
 }
 
 /// The sign-in form for a browser sent by a client route or a connect URL: the form carries
 /// `return_to` instead of a pending authorization request.
-pub fn sign_in_to_return(return_to: &str, label: &str, username: &str, failed: bool) -> Markup {
-    sign_in_form("return_to", return_to, label, username, failed)
+pub fn sign_in_to_return(
+    return_to: &str,
+    label: &str,
+    username: &str,
+    failed: bool,
+    choices: &SignInChoices,
+) -> Markup {
+    sign_in_form("return_to", return_to, label, username, failed, choices)
 }
 
 fn sign_in_form(
@@ -81,6 +104,7 @@ fn sign_in_form(
     client_label: &str,
     username: &str,
     failed: bool,
+    choices: &SignInChoices,
 ) -> Markup {
     layout(
         "Sign in",
@@ -90,15 +114,66 @@ fn sign_in_form(
             @if failed {
                 p.error role="alert" { "The username or password is not correct." }
             }
-            form.box method="post" action=(paths::SIGN_IN) {
-                input type="hidden" name=(hidden_name) value=(hidden_value);
-                label for="username" { "Username" }
-                input type="text" id="username" name="username" value=(username) autocomplete="username" required autofocus;
-                label for="password" { "Password" }
-                input type="password" id="password" name="password" autocomplete="current-password" required;
-                button type="submit" { "Sign in" }
+            @for (id, display_name) in &choices.providers {
+                form.provider method="post" action=(paths::oidc_start(id)) {
+                    input type="hidden" name=(hidden_name) value=(hidden_value);
+                    button type="submit" class="provider" data-provider=(id) { "Sign in with " (display_name) }
+                }
+            }
+            @if choices.built_in {
+                @if !choices.providers.is_empty() {
+                    p.muted.or { "or with a username and password" }
+                }
+                form.box method="post" action=(paths::SIGN_IN) {
+                    input type="hidden" name=(hidden_name) value=(hidden_value);
+                    label for="username" { "Username" }
+                    input type="text" id="username" name="username" value=(username) autocomplete="username" required autofocus[choices.providers.is_empty()];
+                    label for="password" { "Password" }
+                    input type="password" id="password" name="password" autocomplete="current-password" required;
+                    button type="submit" { "Sign in" }
+                }
             }
         },
+    )
+}
+
+/// A sign-in through a provider that failed: which provider, what failed in words, and a way
+/// to try again.
+pub fn provider_sign_in_failed(
+    status: StatusCode,
+    provider: &str,
+    what: &str,
+    retry_url: Option<&str>,
+) -> Response {
+    let title = format!("Signing in with {provider} did not work");
+    respond(
+        status,
+        layout(
+            &title,
+            html! {
+                h1 { (title) }
+                p.error role="alert" { (what) }
+                @if let Some(url) = retry_url {
+                    p { a href=(url) { "Try again" } }
+                } @else {
+                    p.muted { "Return to the application and start again." }
+                }
+            },
+        ),
+    )
+}
+
+/// After signing out.
+pub fn signed_out() -> Response {
+    respond(
+        StatusCode::OK,
+        layout(
+            "Signed out",
+            html! {
+                h1 { "You are signed out" }
+                p { "Your gateway session has ended and the applications it authorized can no longer use it." }
+            },
+        ),
     )
 }
 
@@ -151,7 +226,13 @@ mod tests {
 
     #[test]
     fn values_are_escaped() {
-        let page = sign_in("r\"><script>", "<b>evil</b>", "", true).into_string();
+        let choices = SignInChoices {
+            built_in: true,
+            providers: vec![("corp".into(), "<i>Corp</i>".into())],
+        };
+        let page = sign_in("r\"><script>", "<b>evil</b>", "", true, &choices).into_string();
+        assert!(!page.contains("<i>Corp</i>"));
+        assert!(page.contains("/.mcpgate/oidc/corp/start"));
         assert!(!page.contains("<script>"));
         assert!(!page.contains("<b>evil</b>"));
         assert!(page.contains("not correct"));

@@ -10,6 +10,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::clients::registration;
 use crate::http::health;
+use crate::identity::oidc;
 use crate::identity::sign_in;
 use crate::oauth::{authorize, metadata, revocation, token_endpoint};
 use crate::state::SharedState;
@@ -83,6 +84,19 @@ pub fn router(state: SharedState) -> Router {
         .route(paths::SIGN_IN, get(sign_in::sign_in_form_handler).post(sign_in::sign_in_handler))
         .route(paths::CONSENT, get(authorize::consent_page_handler).post(authorize::consent_handler))
         .route(paths::HEALTH, get(health::handler))
+        .route(
+            &format!("{}/{{provider}}{}", paths::OIDC_PREFIX, paths::OIDC_START_SUFFIX),
+            post(oidc::routes::start_handler),
+        )
+        .route(
+            &format!("{}/{{provider}}{}", paths::OIDC_PREFIX, paths::OIDC_CALLBACK_SUFFIX),
+            get(oidc::routes::callback_handler),
+        )
+        .route(
+            paths::SIGN_OUT,
+            get(oidc::routes::sign_out_handler).post(oidc::routes::sign_out_handler),
+        )
+        .route(paths::SIGNED_OUT, get(oidc::routes::signed_out_handler))
         .route(paths::UPSTREAM_CALLBACK, get(connect::callback_handler))
         // `<server route>/.mcpgate/mcp/connect`: any prefix, so it is matched in the fallback.
         .fallback(connect::fallback_handler)

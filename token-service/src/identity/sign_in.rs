@@ -16,6 +16,7 @@ use crate::clock::{now, secs};
 use crate::http::error::{internal_error_page, PageError};
 use crate::http::pages;
 use crate::http::{redirect, request_host};
+use crate::identity::oidc::sign_in_choices;
 use crate::identity::session;
 use crate::identity::users::{self, UserClaims};
 use crate::oauth::authorize::{expired_request_page, redirect_host, RequestQuery};
@@ -122,7 +123,7 @@ fn invalid_return_to_page(reason: &str) -> Response {
 
 /// A form POST must come from a page on the host it is posted to (login CSRF): a browser's
 /// `Origin`, when sent, must name the request's host.
-fn same_origin_post(headers: &HeaderMap, uri: &Uri) -> bool {
+pub(crate) fn same_origin_post(headers: &HeaderMap, uri: &Uri) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
@@ -152,7 +153,13 @@ async fn sign_in_to_return_form(
         Ok(Some(_)) => redirect(StatusCode::FOUND, &target),
         Ok(None) => pages::respond(
             StatusCode::OK,
-            pages::sign_in_to_return(return_to, &label, "", false),
+            pages::sign_in_to_return(
+                return_to,
+                &label,
+                "",
+                false,
+                &sign_in_choices(&state.config),
+            ),
         ),
         Err(e) => internal_error_page(&e),
     }
@@ -189,7 +196,13 @@ async fn sign_in_to_return(
     };
     let Some(user) = user else {
         tracing::info!(target: "mcpgate::audit", event = "sign_in_failed", user = %form.username, route = %label);
-        let page = pages::sign_in_to_return(&form.return_to, &label, &form.username, true);
+        let page = pages::sign_in_to_return(
+            &form.return_to,
+            &label,
+            &form.username,
+            true,
+            &sign_in_choices(&state.config),
+        );
         return pages::respond(StatusCode::UNAUTHORIZED, page);
     };
     let t = now();
@@ -269,6 +282,7 @@ pub async fn sign_in_form_handler(
             &client_label(&pending, client.as_ref()),
             "",
             false,
+            &sign_in_choices(&state.config),
         ),
     )
 }
@@ -323,6 +337,7 @@ pub async fn sign_in_handler(
             &client_label(&pending, client.as_ref()),
             &form.username,
             true,
+            &sign_in_choices(&state.config),
         );
         return pages::respond(StatusCode::UNAUTHORIZED, page);
     };

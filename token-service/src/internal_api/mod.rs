@@ -484,6 +484,16 @@ pub async fn session_credentials(
     let Some(session) = state.store.session(&opaque_token::hash(secret), t).await? else {
         return Ok(None);
     };
+    // A provider-backed session is checked at its provider first (at most every
+    // recheck_interval); once the provider refused the user, no more tokens are minted for it.
+    use crate::identity::oidc::session::{ensure_current, Standing};
+    match ensure_current(&state.oidc_check(t), &session.sid, t).await? {
+        Standing::NotProviderBacked | Standing::Current => {}
+        Standing::Ended => return Ok(None),
+        Standing::Unavailable(reason) => {
+            anyhow::bail!("the identity provider cannot confirm the user right now: {reason}")
+        }
+    }
     let user: UserClaims = serde_json::from_str(&session.claims)?;
     let identity = session_identity(state, &user, &session.sid);
     let mut audiences: Vec<String> = allowed_routes(state, &identity)

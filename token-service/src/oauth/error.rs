@@ -55,6 +55,14 @@ impl OAuthError {
     pub fn payload_too_large(d: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_client_metadata", d)
     }
+    /// 503: a dependency (the identity provider) cannot answer now; the grant stays usable.
+    pub fn temporarily_unavailable(d: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            d,
+        )
+    }
     pub fn server_error() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::clients::{self, Client};
 use crate::clock::{now, secs};
 use crate::http::params::Params;
+use crate::identity::oidc::session::Standing;
 use crate::identity::users::UserClaims;
 use crate::oauth::access_token::{self, Grant};
 use crate::oauth::error::OAuthError;
@@ -280,6 +281,25 @@ pub async fn refresh(
         {
             tracing::info!(target: "mcpgate::audit", event = "refresh_needs_upstream", client_id = %client.client_id, user = %record.username, route = %record.resource);
             return Err(OAuthError::invalid_grant("upstream authorization required"));
+        }
+    }
+    // A session signed in through an OpenID Connect provider is checked there again first
+    // (at most every recheck_interval); a user the provider refused loses the grant.
+    match crate::identity::oidc::session::ensure_current(&state.oidc_check(t), &record.sid, t)
+        .await?
+    {
+        Standing::NotProviderBacked | Standing::Current => {}
+        Standing::Ended => {
+            tracing::info!(target: "mcpgate::audit", event = "refresh_session_ended", client_id = %client.client_id, user = %record.username, route = %record.resource);
+            return Err(OAuthError::invalid_grant(
+                "the sign-in this grant came from has ended at the identity provider",
+            ));
+        }
+        Standing::Unavailable(reason) => {
+            tracing::warn!(client_id = %client.client_id, user = %record.username, reason = %reason, "refresh refused for now: the identity provider cannot be asked");
+            return Err(OAuthError::temporarily_unavailable(
+                "the identity provider cannot confirm the user right now; try again later",
+            ));
         }
     }
     if !state.store.spend_refresh_token(&token_hash, t).await? {

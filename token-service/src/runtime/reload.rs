@@ -235,6 +235,7 @@ pub fn reconfigure(
         keys,
         documents,
         upstream,
+        running.oidc.clone(),
     );
     Ok((
         state,

@@ -28,6 +28,9 @@ use anyhow::Context;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
+mod oidc;
+pub use oidc::{CheckedTokens, OidcSession, OidcSignIn};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Clone)]
@@ -131,6 +134,7 @@ impl Store {
                 .await?
                 .rows_affected();
         }
+        total += self.purge_expired_oidc(now).await?;
         total += sqlx::query("DELETE FROM upstream_disconnects WHERE disconnected_at <= $1")
             .bind(now - UPSTREAM_DISCONNECT_LISTED_SECS)
             .execute(&self.pool)

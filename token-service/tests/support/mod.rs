@@ -131,7 +131,11 @@ routes:
         let config = GatewayConfig::load(&config_path).expect("config");
         for (username, name, groups) in users {
             users::upsert(
-                &config.token_service.users_file,
+                config
+                    .token_service
+                    .users_file
+                    .as_deref()
+                    .expect("users_file"),
                 users::User {
                     username: username.to_string(),
                     email: format!("{username}@example.com"),
