@@ -119,8 +119,14 @@ function gatewayYaml(g, kubernetes) {
     `  admin: 127.0.0.1:${g.ports.admin}`,
     `  wasm_module: ${yamlString(g.paths.wasm)}`,
     `  jwks_refresh: ${g.options.jwksRefresh}`,
-    'routes:',
   ];
+  // `identity`: the gateway file's block (OpenID Connect providers), or a function of the gateway
+  // that returns it (the providers' callback URLs need the gateway's issuer).
+  if (g.options.identity) {
+    const identity = typeof g.options.identity === 'function' ? g.options.identity(g) : g.options.identity;
+    lines.push(`identity: ${JSON.stringify(identity)}`);
+  }
+  lines.push('routes:');
   for (const r of g.routes) {
     const port = {
       recorder: g.ports.recorder,

@@ -360,7 +360,7 @@ async fn end_and_report(
     reason: &str,
     now: i64,
 ) -> anyhow::Result<Standing> {
-    tracing::info!(target: "mcpgate::audit", event = "oidc_session_ended", provider = %provider.id, sid = %row.sid, user = %row.subject, reason);
+    tracing::info!(target: "mcpgate::audit", event = "oidc_session_ended", provider = %provider.id, sid = %row.sid, user = %super::claims::qualified_subject(&provider.id, &row.subject), reason);
     end(cx, row, reason, now).await?;
     Ok(Standing::Ended)
 }
