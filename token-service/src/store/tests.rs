@@ -35,7 +35,134 @@ fn refresh(hash: &str, family: &str, t: i64) -> RefreshToken {
 }
 
 /// Every query, on whichever database `store` is.
+/// The OpenID Connect rows: single-use sign-ins, the check lease, token versions, ending a
+/// session and revoking what it started.
+async fn exercise_oidc(store: &Store) {
+    let t = 1_000;
+    let sign_in = OidcSignIn {
+        state_hash: "st".into(),
+        browser_hash: "br".into(),
+        provider: "corp".into(),
+        ciphertext: "c".into(),
+        nonce: "n".into(),
+        created_at: t,
+        expires_at: t + 600,
+    };
+    store
+        .insert_oidc_sign_in(&sign_in)
+        .await
+        .expect("insert sign-in");
+    assert_eq!(
+        store.take_oidc_sign_in("st", t).await.expect("take"),
+        Some(sign_in)
+    );
+    assert_eq!(
+        store.take_oidc_sign_in("st", t).await.expect("take again"),
+        None
+    );
+
+    let session = OidcSession {
+        sid: "oidc-sid".into(),
+        provider: "corp".into(),
+        subject: "u1".into(),
+        ciphertext: "c1".into(),
+        nonce: "n1".into(),
+        token_version: 1,
+        has_refresh_token: true,
+        id_token_expires_at: t + 60,
+        checked_at: t,
+        ended_at: None,
+        created_at: t,
+        expires_at: t + 3600,
+    };
+    store
+        .insert_oidc_session(&session)
+        .await
+        .expect("insert session");
+    assert!(store
+        .acquire_oidc_lease("oidc-sid", "a", t + 30, t)
+        .await
+        .expect("lease a"));
+    assert!(!store
+        .acquire_oidc_lease("oidc-sid", "b", t + 30, t)
+        .await
+        .expect("lease b"));
+    let tokens = CheckedTokens {
+        ciphertext: "c2",
+        nonce: "n2",
+        new_refresh_token: true,
+        has_refresh_token: true,
+        id_token_expires_at: t + 120,
+    };
+    assert!(!store
+        .record_oidc_check("oidc-sid", "b", &tokens, t + 5)
+        .await
+        .expect("not b"));
+    assert!(store
+        .record_oidc_check("oidc-sid", "a", &tokens, t + 5)
+        .await
+        .expect("a records"));
+    let row = store
+        .oidc_session("oidc-sid")
+        .await
+        .expect("row")
+        .expect("present");
+    assert_eq!(
+        (row.token_version, row.checked_at, row.ciphertext.as_str()),
+        (2, t + 5, "c2")
+    );
+    // Released: another holder may take it now.
+    assert!(store
+        .acquire_oidc_lease("oidc-sid", "b", t + 40, t + 6)
+        .await
+        .expect("lease b"));
+    store
+        .release_oidc_lease("oidc-sid", "b")
+        .await
+        .expect("release");
+
+    store
+        .insert_refresh_token(&RefreshToken {
+            sid: "oidc-sid".into(),
+            ..refresh("oidc-rt", "oidc-fam", t)
+        })
+        .await
+        .expect("rt");
+    assert!(store
+        .end_oidc_session("oidc-sid", "test", t + 7)
+        .await
+        .expect("end"));
+    assert!(!store
+        .end_oidc_session("oidc-sid", "test", t + 8)
+        .await
+        .expect("end once"));
+    assert_eq!(
+        store
+            .revoke_session("oidc-sid", "test", t + 7, t + 9999)
+            .await
+            .expect("revoke"),
+        1
+    );
+    let (_, revoked) = store
+        .refresh_token_for_grant(
+            &RefreshToken {
+                sid: "oidc-sid".into(),
+                ..refresh("oidc-rt", "oidc-fam", t)
+            }
+            .token_hash,
+        )
+        .await
+        .expect("grant")
+        .expect("present");
+    assert!(revoked, "the session's family is revoked");
+    assert!(!store
+        .acquire_oidc_lease("oidc-sid", "c", t + 40, t + 100)
+        .await
+        .expect("ended"));
+}
+
 async fn exercise(store: &Store) {
+    exercise_oidc(store).await;
     let t = 1_700_000_000;
     store.ping().await.expect("ping");
 
