@@ -7,7 +7,6 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::{
@@ -33,27 +32,15 @@ struct RetiredKey {
 impl SigningKeys {
     /// Loads the key at `path`, or generates and writes one when the file does not exist.
     pub fn load_or_generate(path: &Path) -> anyhow::Result<Self> {
-        let pem = match std::fs::read_to_string(path) {
-            Ok(pem) => pem,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let pem = Ed25519KeyPair::generate().to_pem();
-                crate::runtime::key_files::create_private(
-                    path,
-                    &pem,
-                    "authorization_server.signing_key_file",
-                )?;
-                tracing::info!(path = %path.display(), "generated a new Ed25519 signing key");
-                pem
-            }
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "authorization_server.signing_key_file: cannot read {}",
-                        path.display()
-                    )
-                })
-            }
-        };
+        // Replicas starting at once on one volume agree on one key (see `key_files`).
+        let (pem, created) = crate::runtime::key_files::read_or_create(
+            path,
+            "authorization_server.signing_key_file",
+            || Ed25519KeyPair::generate().to_pem(),
+        )?;
+        if created {
+            tracing::info!(path = %path.display(), "generated a new Ed25519 signing key");
+        }
         let key_pair = Ed25519KeyPair::from_pem(&pem).map_err(|e| {
             anyhow::anyhow!(
                 "authorization_server.signing_key_file: {} is not a PKCS#8 PEM Ed25519 private key ({e})",
