@@ -2,6 +2,7 @@
 //! `envoy-bootstrap`.
 
 use std::io::BufRead;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcpgate_config::{render, GatewayConfig, HeaderMode};
 
 use crate::identity::users::{self, User};
+use crate::runtime::reload::ListenOverride;
 use crate::runtime::watch::ConfigWatch;
 
 #[derive(Debug, Parser)]
@@ -45,10 +47,33 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Listen here instead of `token_service.listen`: replicas on one host read one gateway file
+    /// and each gets its own ports. Without --internal-listen the internal listener is this
+    /// address with the port plus one.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Serve the internal API here instead of `token_service.internal_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub internal_listen: Option<SocketAddr>,
+}
+
+impl ServeArgs {
+    pub fn listen_override(&self) -> ListenOverride {
+        ListenOverride {
+            listen: self.listen,
+            internal_listen: self.internal_listen,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the token service.
-    Serve(ConfigArg),
+    Serve(ServeArgs),
     /// Manage the built-in user directory (token_service.users_file).
     User {
         #[command(subcommand)]
@@ -362,19 +387,27 @@ fn render(target: RenderTarget) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(path: &Path) -> anyhow::Result<()> {
-    let config = load_config(path)?;
+fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let path = &args.config.config;
+    let listen = args.listen_override();
+    let config = listen
+        .apply(load_config(path)?)
+        .map_err(|e| anyhow::anyhow!("--listen/--internal-listen: {e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(crate::runtime::serve::serve(config, path.to_path_buf()))
+    runtime.block_on(crate::runtime::serve::serve(
+        config,
+        path.to_path_buf(),
+        listen,
+    ))
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     let result = match cli.command {
-        Command::Serve(args) => serve(&args.config),
+        Command::Serve(args) => serve(&args),
         Command::User {
             command: UserCommand::Add(args),
         } => user_add(args),
@@ -431,6 +464,41 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn serve_takes_its_own_listeners() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(
+                ["mcpgate-token-service", "serve", "--config", "g.yaml"]
+                    .into_iter()
+                    .chain(args.iter().copied()),
+            )
+        };
+        match parse(&[
+            "--listen",
+            "127.0.0.1:9000",
+            "--internal-listen",
+            "127.0.0.1:9100",
+        ])
+        .expect("parses")
+        .command
+        {
+            Command::Serve(a) => {
+                let o = a.listen_override();
+                assert_eq!(o.listen, Some("127.0.0.1:9000".parse().expect("addr")));
+                assert_eq!(
+                    o.internal_listen,
+                    Some("127.0.0.1:9100".parse().expect("addr"))
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match parse(&[]).expect("parses").command {
+            Command::Serve(a) => assert!(a.listen_override().is_none()),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(parse(&["--listen", "not-an-address"]).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! their running values and are reported.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
@@ -36,10 +37,33 @@ use crate::upstream::tokens::UpstreamTokens;
 /// At most this many changed settings are named in the reload log line.
 const MAX_LISTED_CHANGES: usize = 12;
 
+/// Listeners given on the command line (`serve --listen --internal-listen`), which replace the
+/// gateway file's at start and on every reload: replicas on one host share one file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenOverride {
+    pub listen: Option<SocketAddr>,
+    pub internal_listen: Option<SocketAddr>,
+}
+
+impl ListenOverride {
+    pub fn is_none(&self) -> bool {
+        self.listen.is_none() && self.internal_listen.is_none()
+    }
+
+    /// `config` with these listeners (see [`GatewayConfig::with_listen_override`]).
+    pub fn apply(&self, config: GatewayConfig) -> Result<GatewayConfig, ConfigError> {
+        if self.is_none() {
+            return Ok(config);
+        }
+        config.with_listen_override(self.listen, self.internal_listen)
+    }
+}
+
 /// The configuration in effect and the routers built on it, replaced together.
 pub struct LiveConfig {
     current: RwLock<Arc<Snapshot>>,
     secret: Arc<InternalSecret>,
+    listen: ListenOverride,
 }
 
 struct Snapshot {
@@ -50,10 +74,21 @@ struct Snapshot {
 
 impl LiveConfig {
     pub fn new(state: AppState, secret: Arc<InternalSecret>) -> Arc<Self> {
+        Self::with_listen_override(state, secret, ListenOverride::default())
+    }
+
+    /// Like `new`, for a service whose listeners came from the command line: every reload
+    /// applies them to the file it loads.
+    pub fn with_listen_override(
+        state: AppState,
+        secret: Arc<InternalSecret>,
+        listen: ListenOverride,
+    ) -> Arc<Self> {
         let snapshot = Snapshot::new(Arc::new(state), &secret);
         Arc::new(Self {
             current: RwLock::new(Arc::new(snapshot)),
             secret,
+            listen,
         })
     }
 
@@ -168,7 +203,8 @@ pub fn watched_files(path: &Path, config: &GatewayConfig) -> Vec<PathBuf> {
 /// Loads the gateway file at `path` and, when it is valid, makes it the configuration new
 /// requests get. On error nothing changes.
 pub fn reload(live: &LiveConfig, path: &Path) -> Result<Reloaded, ConfigError> {
-    let config = GatewayConfig::load(path)?;
+    // The command line's listeners again, so they are neither lost nor reported as changed.
+    let config = live.listen.apply(GatewayConfig::load(path)?)?;
     let (state, mut reloaded) = reconfigure(&live.state(), config, crate::clock::now())?;
     reloaded.files = watched_files(path, &state.config);
     live.replace(state);
@@ -217,6 +253,8 @@ pub fn reconfigure(
     // go with it, which is safe: the lease in each token's row still allows one refresh.
     let upstream = if config.token_service.upstream_token_key_file
         == running.config.token_service.upstream_token_key_file
+        && config.token_service.upstream_request_timeout
+            == running.config.token_service.upstream_request_timeout
         && parts.routes == running.routes
     {
         running.upstream.clone()

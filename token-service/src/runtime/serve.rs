@@ -19,7 +19,13 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Runs the service until SIGINT/SIGTERM, applying changes of the gateway file at
 /// `config_path` (from which `config` was loaded) as they happen and on SIGHUP.
-pub async fn serve(config: GatewayConfig, config_path: PathBuf) -> anyhow::Result<()> {
+/// `listen_override` are the command line's listeners, already applied to `config`; each
+/// reload applies them again.
+pub async fn serve(
+    config: GatewayConfig,
+    config_path: PathBuf,
+    listen_override: reload::ListenOverride,
+) -> anyhow::Result<()> {
     let listen = config.token_service.listen;
     let internal_listen = config.internal_listen();
     // Before anything else: without the secret the internal API cannot be served at all.
@@ -29,7 +35,8 @@ pub async fn serve(config: GatewayConfig, config_path: PathBuf) -> anyhow::Resul
     let mut watch =
         ConfigWatch::new([config_path.clone()]).context("cannot watch the gateway file")?;
     let files = reload::watched_files(&config_path, &config);
-    let live = LiveConfig::new(AppState::new(config).await?, secret);
+    let live =
+        LiveConfig::with_listen_override(AppState::new(config).await?, secret, listen_override);
     watch.watch(files);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
