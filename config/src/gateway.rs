@@ -185,6 +185,18 @@ pub struct TokenService {
     /// Required when a route has `upstream_oauth2`.
     #[serde(default)]
     pub upstream_token_key_file: Option<PathBuf>,
+    /// How long a request to an upstream OAuth provider (token, discovery) may take.
+    #[serde(
+        default = "defaults::upstream_request_timeout",
+        with = "humantime_serde"
+    )]
+    pub upstream_request_timeout: Duration,
+    /// How long one replica holds the right to refresh a user's upstream token (a lease in the
+    /// database). Another replica takes the refresh over when a replica dies holding it, after
+    /// this long. Must be longer than `upstream_request_timeout`, so a lease never runs out
+    /// while its holder still waits for the provider.
+    #[serde(default = "defaults::upstream_refresh_lease", with = "humantime_serde")]
+    pub upstream_refresh_lease: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -776,6 +788,7 @@ impl GatewayConfig {
             }
         }
         self.validate_token_service_endpoints()?;
+        self.validate_upstream_timing()?;
         self.telemetry.validate()?;
         if self.token_service.database_url.is_empty() {
             return Err(ConfigError::new(
@@ -848,6 +861,27 @@ impl GatewayConfig {
                     "only one route per host may be the default resource",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// `token_service.upstream_request_timeout` and `token_service.upstream_refresh_lease`: a
+    /// lease outlives the provider request made under it.
+    fn validate_upstream_timing(&self) -> Result<(), ConfigError> {
+        let ts = &self.token_service;
+        positive(
+            ts.upstream_request_timeout,
+            "token_service.upstream_request_timeout",
+        )?;
+        if ts.upstream_refresh_lease <= ts.upstream_request_timeout {
+            return Err(ConfigError::new(
+                "token_service.upstream_refresh_lease",
+                format!(
+                    "must be longer than token_service.upstream_request_timeout ({:?}): a \
+                     replica still waiting for the provider would lose its lease to another",
+                    ts.upstream_request_timeout
+                ),
+            ));
         }
         Ok(())
     }
@@ -1733,6 +1767,12 @@ mod defaults {
     pub fn metadata_document_max_bytes() -> usize {
         5 * 1024
     }
+    pub fn upstream_request_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn upstream_refresh_lease() -> Duration {
+        Duration::from_secs(30)
+    }
     pub fn metadata_document_timeout() -> Duration {
         Duration::from_secs(5)
     }
@@ -1998,6 +2038,49 @@ routes:
     }
 
     const TWO_REPLICAS: &str = "  token_service_endpoints:\n    - address: ts-a.internal:8080\n    - address: 10.0.0.12:9080\n      internal_address: 10.0.0.12:9190\n";
+
+    #[test]
+    fn upstream_refresh_lease_outlives_the_provider_request() {
+        let config = GatewayConfig::from_yaml(BASE).expect("valid");
+        assert_eq!(
+            config.token_service.upstream_request_timeout,
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            config.token_service.upstream_refresh_lease,
+            Duration::from_secs(30)
+        );
+        let with = |extra: &str| {
+            BASE.replace(
+                "  users_file: users.yaml\n",
+                &format!("  users_file: users.yaml\n{extra}"),
+            )
+        };
+        let short = GatewayConfig::from_yaml(&with(
+            "  upstream_request_timeout: 2s\n  upstream_refresh_lease: 3s\n",
+        ))
+        .expect("a short lease over a shorter timeout");
+        assert_eq!(
+            short.token_service.upstream_refresh_lease,
+            Duration::from_secs(3)
+        );
+        let e = err(&with("  upstream_refresh_lease: 10s\n"));
+        assert_eq!(e.field, "token_service.upstream_refresh_lease");
+        assert!(
+            e.reason
+                .contains("longer than token_service.upstream_request_timeout (10s)"),
+            "{}",
+            e.reason
+        );
+        let e = err(&with(
+            "  upstream_request_timeout: 5s\n  upstream_refresh_lease: 4s\n",
+        ));
+        assert_eq!(e.field, "token_service.upstream_refresh_lease");
+        assert_eq!(
+            err(&with("  upstream_request_timeout: 0s\n")).field,
+            "token_service.upstream_request_timeout"
+        );
+    }
 
     #[test]
     fn token_service_endpoints_resolve_both_listeners() {

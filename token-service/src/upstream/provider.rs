@@ -19,8 +19,6 @@ use oauth2::{
 };
 use url::Url;
 
-/// Token and discovery requests give up after this long.
-pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Discovered endpoints are reused this long.
 const DISCOVERY_CACHE: Duration = Duration::from_secs(3600);
 /// Metadata documents and token responses larger than this are refused.
@@ -432,11 +430,13 @@ pub struct UpstreamOAuth {
 }
 
 impl UpstreamOAuth {
-    pub fn new() -> anyhow::Result<Self> {
+    /// Token and discovery requests give up after `timeout`
+    /// (`token_service.upstream_request_timeout`).
+    pub fn new(timeout: Duration) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(PROVIDER_TIMEOUT)
-            .connect_timeout(PROVIDER_TIMEOUT)
+            .timeout(timeout)
+            .connect_timeout(timeout)
             .user_agent(concat!("mcpgate-token-service/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
@@ -785,7 +785,7 @@ mod tests {
 
     #[test]
     fn authorization_url_has_pkce_state_scopes_resource_and_params() {
-        let oauth = UpstreamOAuth::new().expect("client");
+        let oauth = UpstreamOAuth::new(Duration::from_secs(10)).expect("client");
         let config = UpstreamOAuth2 {
             client_id: "cid".into(),
             client_secret: Some("csecret".into()),

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
@@ -24,10 +23,7 @@ use crate::state::AppState;
 use crate::store::{NewUpstreamToken, UpstreamLease, UpstreamTokenRow};
 use crate::upstream::provider::{ProviderError, TokenSet, UpstreamOAuth};
 
-/// How long a refresh lease holds; longer than a provider request may take.
-pub const LEASE_SECS: i64 = 30;
-/// How long a caller waits for another replica's refresh before giving up.
-const LEASE_WAIT: Duration = Duration::from_secs(35);
+/// How often a caller looks whether another replica's refresh finished or its lease ran out.
 const LEASE_POLL: Duration = Duration::from_millis(200);
 /// The most a token is refreshed ahead of its expiry.
 pub const MAX_REFRESH_MARGIN_SECS: i64 = 60;
@@ -96,24 +92,16 @@ impl TokenCipher {
     /// Loads the base64 key at `path`, or generates and writes one (0600) when it does not exist.
     pub fn load_or_generate(path: &Path) -> anyhow::Result<Self> {
         const FIELD: &str = "token_service.upstream_token_key_file";
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let key = XChaCha20Poly1305::generate_key(&mut OsRng);
-                let text = format!("{}\n", STANDARD.encode(key));
-                crate::runtime::key_files::create_private(
-                    path,
-                    &text,
-                    "token_service.upstream_token_key_file",
-                )
-                .with_context(|| format!("{FIELD}: cannot create {}", path.display()))?;
-                tracing::info!(path = %path.display(), "generated a new upstream token key");
-                text
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("{FIELD}: cannot read {}", path.display()))
-            }
-        };
+        // Replicas starting at once on one volume agree on one key (see `key_files`).
+        let (text, created) = crate::runtime::key_files::read_or_create(path, FIELD, || {
+            format!(
+                "{}\n",
+                STANDARD.encode(XChaCha20Poly1305::generate_key(&mut OsRng))
+            )
+        })?;
+        if created {
+            tracing::info!(path = %path.display(), "generated a new upstream token key");
+        }
         let bytes = STANDARD.decode(text.trim()).ok();
         let key: [u8; 32] = bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| {
             anyhow::anyhow!(
@@ -206,7 +194,7 @@ impl UpstreamTokens {
         };
         Ok(Self {
             cipher,
-            oauth: UpstreamOAuth::new()?,
+            oauth: UpstreamOAuth::new(config.token_service.upstream_request_timeout)?,
             locks: Mutex::new(HashMap::new()),
         })
     }
@@ -460,7 +448,14 @@ async fn refresh_under_lock(
     username: &str,
     route: &ServerRoute,
 ) -> anyhow::Result<Fresh> {
-    let deadline = Instant::now() + LEASE_WAIT;
+    // `token_service.upstream_refresh_lease`, in whole seconds (the row keeps unix seconds).
+    let lease_for = state.config.token_service.upstream_refresh_lease;
+    let lease_secs = crate::clock::secs(lease_for.saturating_add(Duration::from_millis(999)));
+    // A caller waits for another's refresh at most one lease (plus the second the row's clock
+    // rounds to): by then the holder has finished, or died and its lease can be taken over.
+    let deadline = Instant::now()
+        + Duration::from_secs(u64::try_from(lease_secs).unwrap_or(0) + 1)
+        + 2 * LEASE_POLL;
     loop {
         let t = now();
         let secrets = match read_and_decide(state, username, route, t).await? {
@@ -477,7 +472,7 @@ async fn refresh_under_lock(
         };
         if state
             .store
-            .take_upstream_lease(&lease, t + LEASE_SECS, t)
+            .take_upstream_lease(&lease, t + lease_secs, t)
             .await?
         {
             match refresh_with_lease(state, route, secrets, &lease).await? {
