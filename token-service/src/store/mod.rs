@@ -33,6 +33,9 @@ pub use oidc::{CheckedTokens, OidcSession, OidcSignIn};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How long a query waits for a connection (busy pool, or a database that is down).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
@@ -49,6 +52,30 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
     } else {
         Some(PathBuf::from(path))
     }
+}
+
+/// Whether `e` says the database could not be reached or went away: connection refused or
+/// lost, no connection free within the acquire timeout, the server shutting down, starting up or
+/// out of connections. That passes by itself (the pool reconnects), so callers answer 503
+/// `temporarily_unavailable` rather than 500.
+pub fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|cause| match cause.downcast_ref::<sqlx::Error>() {
+            Some(
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_),
+            ) => true,
+            // PostgreSQL: class 08 connection exceptions, 57P01-03 (admin shutdown, crash
+            // shutdown, cannot connect now), 53300 too many connections.
+            Some(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+            _ => false,
+        })
 }
 
 impl Store {
@@ -68,9 +95,16 @@ impl Store {
             })?;
         }
         // The URL is not echoed: a PostgreSQL URL may carry a password.
+        //
+        // A restarted or unreachable database heals by itself: every connection is pinged
+        // before use (`test_before_acquire`), a dead one is dropped and a new one opened, and
+        // opening retries a refused connection until the acquire timeout. That timeout is what
+        // a request waits while the database is down before it is answered 503
+        // `temporarily_unavailable` (see `is_unavailable`).
         let pool = AnyPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(true)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     if conn.backend_name() == "SQLite" {

@@ -94,7 +94,11 @@ impl Store {
         now: i64,
         keep_until: i64,
     ) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        // The family row is committed on its own, before the access tokens are looked up: an
+        // exchange that records an access token in this family concurrently (on this replica or
+        // another) either is seen below or sees the family revoked (`record_access_token`).
+        // Inside one transaction neither would see the other's write, and the new token would
+        // stay valid.
         sqlx::query(
             "INSERT INTO revoked_families (family_id, reason, revoked_at, expires_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (family_id) DO NOTHING",
@@ -103,8 +107,9 @@ impl Store {
         .bind(reason)
         .bind(now)
         .bind(keep_until)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE refresh_tokens SET spent_at = $1 WHERE family_id = $2 AND spent_at IS NULL",
         )
@@ -126,12 +131,15 @@ impl Store {
         Ok(())
     }
 
+    /// Records an access token issued in `family_id`. When the family is revoked meanwhile (a
+    /// concurrent reuse of its refresh token or code, see `revoke_family`), the token is listed
+    /// revoked at once: true then.
     pub async fn record_access_token(
         &self,
         jti: &str,
         family_id: &str,
         expires_at: i64,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         sqlx::query(
             "INSERT INTO issued_access_tokens (jti, family_id, expires_at) VALUES ($1, $2, $3)",
         )
@@ -140,7 +148,19 @@ impl Store {
         .bind(expires_at)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        // A statement of its own, after the insert is committed (see `revoke_family`).
+        let revoked = sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, revoked_at, expires_at) \
+             SELECT $1, revoked_at, $2 FROM revoked_families WHERE family_id = $3 \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at)
+        .bind(family_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(revoked > 0)
     }
 
     pub async fn revoke_access_token(
