@@ -46,8 +46,17 @@ impl PageError {
     }
 }
 
-/// The page shown for an internal error; the cause is logged, never shown.
+/// The page shown for an internal error: 503 when the database is unreachable (it passes; see
+/// `store::is_unavailable`), otherwise 500. The cause is logged, never shown.
 pub fn internal_error_page(e: &anyhow::Error) -> Response {
+    if crate::store::is_unavailable(e) {
+        tracing::warn!(error = %format!("{e:#}"), "database unavailable");
+        return pages::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Temporarily unavailable",
+            "The gateway cannot reach its database right now. Try again in a moment.",
+        );
+    }
     tracing::error!(error = %format!("{e:#}"), "internal error");
     pages::error(
         StatusCode::INTERNAL_SERVER_ERROR,

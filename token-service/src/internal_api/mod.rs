@@ -136,7 +136,22 @@ impl IntoResponse for ApiError {
 }
 
 fn internal(e: anyhow::Error) -> Response {
-    tracing::error!(error = %format!("{e:#}"), "internal API: internal error");
+    failure(e, "internal API")
+}
+
+/// A failed request's JSON answer: 503 `temporarily_unavailable` when the database is
+/// unreachable (see `store::is_unavailable`), otherwise 500 `server_error`. The cause is logged
+/// under `what`, never returned.
+pub fn failure(e: anyhow::Error, what: &str) -> Response {
+    if crate::store::is_unavailable(&e) {
+        tracing::warn!(error = %format!("{e:#}"), "{what}: database unavailable");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            None,
+        );
+    }
+    tracing::error!(error = %format!("{e:#}"), "{what}: internal error");
     error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None)
 }
 

@@ -70,22 +70,34 @@ impl OAuthError {
             "the token service hit an internal error",
         )
     }
+    /// The database is unreachable for now (RFC 6749 §4.1.2.1 `temporarily_unavailable`).
+    pub fn temporarily_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the token service cannot reach its database; try again shortly",
+        )
+    }
     pub fn with_basic_challenge(mut self) -> Self {
         self.basic_challenge = true;
         self
     }
 }
 
-/// Internal failures (database, signing) become a generic `server_error`; the cause is logged,
-/// not returned.
 impl From<RepeatedParam> for OAuthError {
     fn from(e: RepeatedParam) -> Self {
         Self::invalid_request(e.to_string())
     }
 }
 
+/// Internal failures (database, signing) become a generic `server_error`, an unreachable
+/// database `temporarily_unavailable` (503); the cause is logged, not returned.
 impl From<anyhow::Error> for OAuthError {
     fn from(e: anyhow::Error) -> Self {
+        if crate::store::is_unavailable(&e) {
+            tracing::warn!(error = %format!("{e:#}"), "database unavailable");
+            return Self::temporarily_unavailable();
+        }
         tracing::error!(error = %format!("{e:#}"), "internal error");
         Self::server_error()
     }

@@ -192,12 +192,7 @@ fn redirect(status: StatusCode, location: &str) -> Response {
 }
 
 fn internal_error_page(e: anyhow::Error) -> Response {
-    tracing::error!(error = %format!("{e:#}"), "internal error");
-    pages::error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong",
-        "The gateway hit an internal error.",
-    )
+    crate::http::error::internal_error_page(&e)
 }
 
 fn bad_request(title: &str, message: &str) -> Response {

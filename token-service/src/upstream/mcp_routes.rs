@@ -44,9 +44,8 @@ enum BearerError {
 
 impl IntoResponse for BearerError {
     fn into_response(self) -> Response {
-        if let Self::Internal(e) = &self {
-            tracing::error!(error = %format!("{e:#}"), "routes listing: internal error");
-            return internal_api::error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None);
+        if let Self::Internal(e) = self {
+            return internal_api::failure(e, "routes listing");
         }
         let mut response = internal_api::error(
             StatusCode::UNAUTHORIZED,
@@ -113,10 +112,7 @@ pub async fn list_handler(State(state): State<SharedState>, headers: HeaderMap) 
         Ok(servers) => {
             crate::oauth::error::no_store_json(StatusCode::OK, json!({ "servers": servers }))
         }
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "routes listing: internal error");
-            internal_api::error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None)
-        }
+        Err(e) => internal_api::failure(e, "routes listing"),
     }
 }
 
@@ -209,8 +205,7 @@ pub async fn disconnect_handler(
         }
     };
     if let Err(e) = result {
-        tracing::error!(error = %format!("{e:#}"), "disconnect: internal error");
-        return internal_api::error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", None);
+        return internal_api::failure(e, "disconnect");
     }
     let routes = match &targets {
         None => "all".to_string(),
