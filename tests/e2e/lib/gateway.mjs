@@ -20,7 +20,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
-import { startProcess, stopProcess, waitUntil, run, logTail } from './procs.mjs';
+import { startProcess, stopProcess, isRunning, waitUntil, run, logTail } from './procs.mjs';
 import { freePorts, portOpen } from './net.mjs';
 import { makeTestCa } from './tls.mjs';
 import { startRecorder } from './recorder.mjs';
@@ -112,14 +112,20 @@ function gatewayYaml(g, kubernetes) {
     `  listen: ${bind}:${g.ports.tokenService}`,
     `  internal_listen: ${bind}:${g.ports.internal}`,
     `  upstream_token_key_file: ${yamlString(g.paths.upstreamTokenKey)}`,
-    `  database_url: ${yamlString(`sqlite://${g.paths.database}?mode=rwc`)}`,
+    `  database_url: ${yamlString(g.options.databaseUrl ?? `sqlite://${g.paths.database}?mode=rwc`)}`,
     `  users_file: ${yamlString(g.paths.users)}`,
+    ...Object.entries(g.options.tokenServiceSettings ?? {}).map(([k, v]) => `  ${k}: ${JSON.stringify(v)}`),
     'envoy:',
     `  listen: 127.0.0.1:${g.ports.envoy}`,
     `  admin: 127.0.0.1:${g.ports.admin}`,
     `  wasm_module: ${yamlString(g.paths.wasm)}`,
     `  jwks_refresh: ${g.options.jwksRefresh}`,
   ];
+  if (g.replicas && !kubernetes) {
+    // Several token-service replicas: each its own two listeners, Envoy balancing over them.
+    const endpoints = g.replicas.map((r) => ({ address: `127.0.0.1:${r.port}`, internal_address: `127.0.0.1:${r.internalPort}` }));
+    lines.push(`  token_service_endpoints: ${JSON.stringify(endpoints)}`);
+  }
   // `identity`: the gateway file's block (OpenID Connect providers), or a function of the gateway
   // that returns it (the providers' callback URLs need the gateway's issuer).
   if (g.options.identity) {
@@ -230,8 +236,18 @@ export class Gateway {
     // Reserved together, the in-process servers' too, so that no server bound to any free port
     // later takes one of Envoy's.
     const inProcess = (this.options.routes ?? []).filter((r) => r.client || r.upstream === 'upstream-mcp').length;
-    const [envoy, admin, tokenService, everything, recorder, internal, wasmCache, ...routePorts] = await freePorts(7 + inProcess);
+    const replicas = this.options.replicas ?? 1;
+    const extra = replicas > 1 ? 2 * (replicas - 1) : 0;
+    const [envoy, admin, tokenService, everything, recorder, internal, wasmCache, ...more] = await freePorts(7 + extra + inProcess);
+    const routePorts = more.slice(extra);
     this.ports = { envoy, admin, tokenService, everything, recorder, internal, wasmCache };
+    if (replicas > 1) {
+      // Replica 0 has the single service's ports; the others two more each. All read one
+      // gateway file and get their listeners with `serve --listen --internal-listen`.
+      this.replicas = Array.from({ length: replicas }, (_, i) => (i === 0
+        ? { index: 0, port: tokenService, internalPort: internal }
+        : { index: i, port: more[2 * (i - 1)], internalPort: more[2 * (i - 1) + 1] }));
+    }
     this.internalApiSecret = crypto.randomBytes(36).toString('base64url');
     this.paths = {
       config: path.join(this.dir, 'gateway.yaml'),
@@ -441,6 +457,12 @@ export class Gateway {
   }
 
   async startTokenService() {
+    if (this.replicas) {
+      // All at once, on empty key files: they must agree on one signing and one upstream key.
+      await Promise.all(this.replicas.map((r) => this.startReplica(r.index)));
+      this.procs.tokenService = this.replicas[0].proc;
+      return;
+    }
     this.procs.tokenService = startProcess('token-service', this.bin, ['serve', '--config', this.paths.config], {
       cwd: this.dir,
       env: { ...this.env, RUST_LOG: process.env.RUST_LOG ?? 'info', NO_COLOR: '1' },
@@ -450,6 +472,33 @@ export class Gateway {
       const r = await fetch(`http://127.0.0.1:${this.ports.tokenService}/.mcpgate/healthz`);
       return r.status === 200;
     }, { child: this.procs.tokenService });
+  }
+
+  /** Starts replica `i` (`gw.replicas[i]`: {port, internalPort, proc, logName}) and waits for its health. */
+  async startReplica(i) {
+    const r = this.replicas[i];
+    r.logName = `token-service-${i}`;
+    r.proc = startProcess(r.logName, this.bin, [
+      'serve', '--config', this.paths.config,
+      '--listen', `127.0.0.1:${r.port}`, '--internal-listen', `127.0.0.1:${r.internalPort}`,
+    ], {
+      cwd: this.dir,
+      env: { ...this.env, RUST_LOG: this.options.rustLog ?? process.env.RUST_LOG ?? 'info', NO_COLOR: '1' },
+      logFile: path.join(this.paths.logs, `${r.logName}.log`),
+    });
+    await waitUntil(`token service replica ${i} /.mcpgate/healthz`, async () => {
+      const res = await fetch(`http://127.0.0.1:${r.port}/.mcpgate/healthz`);
+      return res.status === 200;
+    }, { child: r.proc });
+  }
+
+  /** SIGKILL to replica `i` (no shutdown of any kind); resolves once it has exited. */
+  async killReplica(i) {
+    const { proc } = this.replicas[i];
+    if (!isRunning(proc)) return;
+    process.kill(-proc.pid, 'SIGKILL');
+    await proc.exited;
+    await stopProcess(proc);
   }
 
   /** Stops the token service (SIGTERM) and starts it again on the same config and database. */
@@ -548,6 +597,7 @@ export class Gateway {
       stopProcess(this.procs.envoyConfig),
       this.envoyGateway?.cache.stop(),
       stopProcess(this.procs.tokenService), stopProcess(this.procs.everything), this.recorder?.stop(),
+      ...(this.replicas ?? []).map((r) => stopProcess(r.proc)),
       ...(this.routes ?? []).map((r) => r.mcpServer?.stop()),
       ...(this.routes ?? []).map((r) => r.app?.stop()),
     ]);
@@ -569,6 +619,11 @@ export class Gateway {
  *  client?: true (a client route in front of the client app: route.app)}
  * replacing the default /a and /b. An upstream-mcp route's server is route.mcpServer; without
  * clientId the gateway registers an OAuth app at the provider (route.upstreamOAuth2.clientId/Secret).
+ * `databaseUrl` replaces the SQLite file (e.g. a postgres:// URL); `tokenServiceSettings` adds keys
+ * to `token_service:` ({upstream_refresh_lease: '3s'}); `replicas: N` (N > 1, needs a postgres
+ * `databaseUrl`) starts N token services at once (`gw.replicas[i]`: {port, internalPort, proc,
+ * logName}, logs `token-service-<i>.log`, RUST_LOG `rustLog`) listed in
+ * `envoy.token_service_endpoints`; `gw.killReplica(i)` SIGKILLs one.
  */
 export async function startGateway(name, options = {}) {
   const gateway = new Gateway(name, {

@@ -18,6 +18,8 @@
 // bad_refresh_token, incorrect_client_credentials, redirect_uri_mismatch.
 //
 // Controls for tests: refuseRefresh(mode), refuseCodes(mode), down(bool), expireAll(), addClient(),
+// holdRefreshes()/releaseRefreshes() (refresh grants wait, `heldRefreshes` counts them; one whose
+// client went away meanwhile is dropped unprocessed, its refresh token stays valid),
 // consent(url) (the user's answer over HTTP), and the records
 // `issued`, `tokenRequests`, `userBearers`, `authorizeRequests`.
 import { startHttpServer, stopHttpServer } from './net.mjs';
@@ -155,6 +157,28 @@ export class GitHubProvider {
   }
 
   /** While true, every endpoint answers 503. */
+  /**
+   * From now on refresh grants wait, once their request has arrived, until releaseRefreshes().
+   * A held request whose client has gone away by then (a killed token service) is dropped without
+   * being processed, as though it never arrived: its refresh token stays valid.
+   */
+  holdRefreshes() {
+    let release;
+    const gate = new Promise((resolve) => { release = resolve; });
+    this._refreshGate = { gate, release, waiting: 0 };
+  }
+
+  releaseRefreshes() {
+    const g = this._refreshGate;
+    this._refreshGate = null;
+    g?.release();
+  }
+
+  /** Refresh grants waiting for releaseRefreshes(). */
+  get heldRefreshes() {
+    return this._refreshGate?.waiting ?? 0;
+  }
+
   down(on = true) {
     this._down = Boolean(on);
   }
@@ -376,6 +400,19 @@ export class GitHubProvider {
 
   async accessToken(req, res) {
     const form = new URLSearchParams(await readBody(req));
+    const gate = this._refreshGate;
+    if (gate && form.get('grant_type') === 'refresh_token') {
+      let gone = false;
+      res.on('close', () => { gone = !res.writableFinished; });
+      gate.waiting += 1;
+      this._log('refresh grant held');
+      await gate.gate;
+      gate.waiting -= 1;
+      if (gone || req.socket.destroyed) {
+        this._log('held refresh grant dropped: its client went away');
+        return;
+      }
+    }
     const accept = req.headers.accept ?? '';
     const wantsJson = /application\/json/i.test(accept);
     const grantType = form.get('grant_type') ?? (form.get('code') !== null ? 'authorization_code' : null);
