@@ -46,6 +46,48 @@ async fn redeem(store: &Store, family: &str, i: usize, t: i64) -> bool {
     }
 }
 
+/// The interleaving a concurrent reuse can produce: the winner spent the token, a loser on
+/// another replica revoked the family (finding no access token yet), then the winner records its
+/// access token. That token must still end up revoked.
+async fn access_token_recorded_after_its_family_was_revoked(winner: &Store, loser: &Store) {
+    let t = 1_700_000_000;
+    winner
+        .insert_refresh_token(&refresh("late-r1", "late-family", t))
+        .await
+        .expect("insert");
+    assert!(winner
+        .spend_refresh_token("late-r1", t)
+        .await
+        .expect("spend"));
+    assert!(!loser
+        .spend_refresh_token("late-r1", t)
+        .await
+        .expect("spend"));
+    loser
+        .revoke_family("late-family", "refresh token reused", t, t + 3600)
+        .await
+        .expect("revoke");
+    assert!(winner
+        .record_access_token("late-jti", "late-family", t + 600)
+        .await
+        .expect("record"));
+    assert!(loser
+        .is_access_token_revoked("late-jti")
+        .await
+        .expect("lookup"));
+}
+
+#[tokio::test]
+async fn an_access_token_issued_into_a_revoked_family_is_revoked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/db.sqlite?mode=rwc", dir.path().display());
+    let (winner, loser) = (
+        Store::connect(&url).await.expect("connect"),
+        Store::connect(&url).await.expect("connect"),
+    );
+    access_token_recorded_after_its_family_was_revoked(&winner, &loser).await;
+}
+
 #[tokio::test]
 async fn concurrent_replicas_on_postgres() {
     let Ok(base) = std::env::var("MCPGATE_TEST_POSTGRES_URL") else {
@@ -84,6 +126,7 @@ async fn concurrent_replicas_on_postgres() {
         // one wins, and the family ends revoked with the winner's access token listed, whichever
         // way the winner's writes and the losers' revocations interleave.
         let (a, b) = (replicas[0].clone(), replicas[1].clone());
+        access_token_recorded_after_its_family_was_revoked(&a, &b).await;
         let t = 1_700_000_000;
         for round in 0..20 {
             let family = format!("family-{round}");
@@ -153,4 +196,71 @@ async fn a_closed_pool_is_unavailable_and_a_bad_query_is_not() {
     let gone = store.ping().await.expect_err("closed");
     assert!(store::is_unavailable(&gone), "{gone:#}");
     assert!(store::is_unavailable(&gone.context("while answering")));
+}
+
+/// `serve --listen --internal-listen`: a reload of the shared gateway file keeps this replica's
+/// listeners, and does not report them as settings that need a restart.
+#[tokio::test]
+async fn a_reload_keeps_the_command_line_listeners() {
+    use mcpgate_token_service::internal_api::InternalSecret;
+    use mcpgate_token_service::runtime::reload::{self, ListenOverride, LiveConfig};
+    use std::sync::Arc;
+
+    let gateway = support::Gateway {
+        authorization_server: "",
+        database_url: "\"sqlite::memory:\"",
+        token_service: "",
+        routes: "  - from: http://localhost:18080/a\n    to: http://127.0.0.1:3001/mcp\n    mcp: {server: {}}\n",
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(&path, gateway.yaml(dir.path())).expect("write");
+    let listen = ListenOverride {
+        listen: Some("127.0.0.1:28090".parse().expect("addr")),
+        internal_listen: Some("127.0.0.1:28190".parse().expect("addr")),
+    };
+    let config = listen
+        .apply(mcpgate_config::GatewayConfig::load(&path).expect("load"))
+        .expect("override");
+    let state = mcpgate_token_service::state::AppState::new(config)
+        .await
+        .expect("state");
+    let live = LiveConfig::with_listen_override(
+        state,
+        Arc::new(InternalSecret::new(support::SECRET).expect("secret")),
+        listen,
+    );
+    let changed = format!(
+        "{}  - from: http://localhost:18080/b\n    to: http://127.0.0.1:3002/mcp\n    mcp: {{server: {{}}}}\n",
+        gateway.routes
+    );
+    let next = support::Gateway {
+        routes: &changed,
+        ..gateway
+    };
+    std::fs::write(&path, next.yaml(dir.path())).expect("rewrite");
+    let reloaded = reload::reload(&live, &path).expect("reload");
+    assert!(
+        reloaded.restart_only.is_empty(),
+        "{:?}",
+        reloaded.restart_only
+    );
+    assert!(
+        !reloaded
+            .changed
+            .iter()
+            .any(|c| c.starts_with("token_service")),
+        "{:?}",
+        reloaded.changed
+    );
+    let state = live.state();
+    assert_eq!(state.routes.len(), 2, "the reload applied");
+    assert_eq!(
+        state.config.token_service.listen,
+        listen.listen.expect("set")
+    );
+    assert_eq!(
+        state.config.internal_listen(),
+        listen.internal_listen.expect("set")
+    );
 }
