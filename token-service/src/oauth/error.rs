@@ -55,7 +55,8 @@ impl OAuthError {
     pub fn payload_too_large(d: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_client_metadata", d)
     }
-    /// 503: a dependency (the identity provider) cannot answer now; the grant stays usable.
+    /// 503: a dependency (the database, the identity provider) cannot answer now; the grant stays
+    /// usable.
     pub fn temporarily_unavailable(d: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -71,10 +72,8 @@ impl OAuthError {
         )
     }
     /// The database is unreachable for now (RFC 6749 §4.1.2.1 `temporarily_unavailable`).
-    pub fn temporarily_unavailable() -> Self {
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
+    pub fn database_unavailable() -> Self {
+        Self::temporarily_unavailable(
             "the token service cannot reach its database; try again shortly",
         )
     }
@@ -96,7 +95,7 @@ impl From<anyhow::Error> for OAuthError {
     fn from(e: anyhow::Error) -> Self {
         if crate::store::is_unavailable(&e) {
             tracing::warn!(error = %format!("{e:#}"), "database unavailable");
-            return Self::temporarily_unavailable();
+            return Self::database_unavailable();
         }
         tracing::error!(error = %format!("{e:#}"), "internal error");
         Self::server_error()
