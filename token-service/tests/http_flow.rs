@@ -581,3 +581,65 @@ async fn pre_registered_client_skips_consent_and_authenticates_with_basic() {
         .await;
     assert_eq!(after.json()["error"], "invalid_grant");
 }
+
+/// Sign-out is CSRF-safe: a GET (a link or redirect from any site, which carries the Lax session
+/// cookie) only asks; a POST from another origin is refused; the confirm page's own POST ends the
+/// session and clears the cookie.
+#[tokio::test]
+async fn sign_out_asks_on_get_and_refuses_cross_origin_posts() {
+    let h = harness().await;
+    let start = h
+        .get(
+            &h.authorize_url("static-public", "http://127.0.0.1:9999/cb", ""),
+            None,
+        )
+        .await;
+    let request = query(&start.location(), "request").expect("request");
+    let (cookie, _) = h.sign_in(&request).await;
+    let signed_in = |reply: &Reply| reply.text().contains("You are signed in as");
+
+    let asked = h.get("/.mcpgate/sign_out", Some(&cookie)).await;
+    assert_eq!(asked.status, StatusCode::OK);
+    assert!(signed_in(&asked), "{}", asked.text());
+    assert!(asked.text().contains(r#"<form method="post" action="/.mcpgate/sign_out">"#));
+    assert!(asked.header(header::SET_COOKIE).is_none(), "a GET clears nothing");
+
+    let cross = h
+        .post_form(
+            "/.mcpgate/sign_out",
+            &[],
+            &[
+                (header::COOKIE, cookie.clone()),
+                (header::ORIGIN, "https://evil.example".into()),
+            ],
+        )
+        .await;
+    assert_eq!(cross.status, StatusCode::FORBIDDEN, "{}", cross.text());
+    assert!(cross.header(header::SET_COOKIE).is_none());
+    assert!(signed_in(&h.get("/.mcpgate/sign_out", Some(&cookie)).await), "still signed in");
+
+    let own = h
+        .post_form(
+            "/.mcpgate/sign_out",
+            &[],
+            &[
+                (header::COOKIE, cookie.clone()),
+                (header::ORIGIN, format!("http://{}", support::HOST)),
+            ],
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text());
+    assert!(own.text().contains("You are signed out"));
+    assert!(own
+        .header(header::SET_COOKIE)
+        .is_some_and(|c| c.contains("Max-Age=0")));
+    let after = h.get("/.mcpgate/sign_out", Some(&cookie)).await;
+    assert!(!signed_in(&after) && after.text().contains("You are signed out"));
+    let again = h
+        .get(
+            &h.authorize_url("static-public", "http://127.0.0.1:9999/cb", ""),
+            Some(&cookie),
+        )
+        .await;
+    assert_eq!(again.location().path(), "/.mcpgate/sign_in", "sign-in needed again");
+}

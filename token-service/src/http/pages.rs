@@ -163,6 +163,27 @@ pub fn provider_sign_in_failed(
     )
 }
 
+/// The question before signing out (GET /.mcpgate/sign_out); its button posts the answer.
+pub fn sign_out_confirm(username: &str) -> Response {
+    respond(
+        StatusCode::OK,
+        layout(
+            "Sign out",
+            html! {
+                h1 { "Sign out of the gateway?" }
+                div.box {
+                    p { "You are signed in as " strong { (username) } "." }
+                    p { "Signing out ends your gateway session: the applications you authorized with it lose access until you sign in again. If you signed in through your organization's provider, you are signed out there too." }
+                    form method="post" action=(paths::SIGN_OUT) {
+                        button type="submit" id="sign-out" { "Sign out" }
+                    }
+                }
+                p.muted { "Did not mean to come here? Close this page; you stay signed in." }
+            },
+        ),
+    )
+}
+
 /// After signing out.
 pub fn signed_out() -> Response {
     respond(

@@ -94,7 +94,7 @@ pub fn router(state: SharedState) -> Router {
         )
         .route(
             paths::SIGN_OUT,
-            get(oidc::routes::sign_out_handler).post(oidc::routes::sign_out_handler),
+            get(oidc::routes::sign_out_page_handler).post(oidc::routes::sign_out_handler),
         )
         .route(paths::SIGNED_OUT, get(oidc::routes::signed_out_handler))
         .route(paths::UPSTREAM_CALLBACK, get(connect::callback_handler))

@@ -4,8 +4,10 @@
 //!   browser-binding cookie and sends the browser to the provider.
 //! - `GET /.mcpgate/oidc/<id>/callback`: finishes it, creates the mcpgate session and continues
 //!   the pending authorization exactly as the built-in sign-in does (consent, code).
-//! - `GET|POST /.mcpgate/sign_out`: ends the session (revoking its tokens) and, for a provider
-//!   session, continues to the provider's `end_session_endpoint` (RP-initiated logout).
+//! - `GET /.mcpgate/sign_out`: a confirm page (a link from another site must not sign anyone out);
+//!   `POST /.mcpgate/sign_out` (its button, same origin only): ends the session (revoking its
+//!   tokens) and, for a provider session, continues to the provider's `end_session_endpoint`
+//!   (RP-initiated logout).
 //! - `GET /.mcpgate/signed_out`: where the provider sends the browser back.
 
 use axum::extract::{Form, Path, Query, State};
@@ -330,19 +332,51 @@ pub async fn callback_handler(
     response
 }
 
-/// GET|POST /.mcpgate/sign_out
-pub async fn sign_out_handler(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+fn sign_out_internal_error() -> Response {
+    pages::error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "The gateway hit an internal error.",
+    )
+}
+
+/// GET /.mcpgate/sign_out: asks first. Top-level GETs from other sites carry the (SameSite=Lax)
+/// session cookie, so a GET only shows the question; the page's button posts it.
+pub async fn sign_out_page_handler(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+) -> Response {
+    match session::current(&state.store, &headers, state.issuer_https, now()).await {
+        Ok(Some((_, user))) => pages::sign_out_confirm(&user.username),
+        Ok(None) => pages::signed_out(),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "sign-out: cannot read the session");
+            sign_out_internal_error()
+        }
+    }
+}
+
+/// POST /.mcpgate/sign_out (from the confirm page only: a post from another origin is refused)
+pub async fn sign_out_handler(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    if !same_origin_post(&headers, &uri) {
+        tracing::warn!("sign-out refused: the form was posted from another origin");
+        return pages::error(
+            StatusCode::FORBIDDEN,
+            "This sign-out form is not valid",
+            "It was not sent from this gateway's sign-out page. You are still signed in; to sign out, open the gateway's sign-out page yourself.",
+        );
+    }
     let t = now();
     let keep_until = t + secs(state.config.authorization_server.refresh_token_lifetime);
     let current = match session::current(&state.store, &headers, state.issuer_https, t).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "sign-out: cannot read the session");
-            return pages::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "The gateway hit an internal error.",
-            );
+            return sign_out_internal_error();
         }
     };
     let mut location = None;
@@ -357,11 +391,7 @@ pub async fn sign_out_handler(State(state): State<SharedState>, headers: HeaderM
             provider_session::end_session(&state.store, &s.sid, "signed out", t, keep_until).await
         {
             tracing::error!(error = %format!("{e:#}"), "sign-out: cannot end the session");
-            return pages::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "The gateway hit an internal error.",
-            );
+            return sign_out_internal_error();
         }
         tracing::info!(target: "mcpgate::audit", event = "sign_out", user = %user.username, sid = %s.sid);
         if let Some(p) = provider_side.and_then(|row| provider(&state, &row.provider).cloned()) {
