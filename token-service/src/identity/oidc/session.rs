@@ -453,4 +453,249 @@ mod tests {
         );
         assert!(open(&cipher, &row("sid-2")).is_err());
     }
+
+    /// A tiny provider for re-checks: discovery, an empty JWKS and a token endpoint that rotates
+    /// refresh tokens, answers `invalid_grant` to a used one, and is slow enough for two checks
+    /// to overlap. Its state: (current refresh token, refreshes granted, refusals).
+    mod stand_in {
+        use std::sync::{Arc, Mutex};
+
+        use axum::extract::{Form, State};
+        use axum::http::StatusCode;
+        use axum::response::{IntoResponse, Response};
+        use axum::routing::{get, post};
+        use axum::{Json, Router};
+        use serde_json::json;
+
+        type Shared = Arc<Mutex<(String, usize, usize)>>;
+
+        async fn token(
+            State(st): State<Shared>,
+            Form(form): Form<std::collections::HashMap<String, String>>,
+        ) -> Response {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let mut g = st.lock().unwrap_or_else(|e| e.into_inner());
+            let offered = form.get("refresh_token").map(String::as_str);
+            if form.get("grant_type").map(String::as_str) != Some("refresh_token")
+                || offered != Some(g.0.as_str())
+            {
+                g.2 += 1;
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({"error": "invalid_grant"})),
+                )
+                    .into_response();
+            }
+            g.1 += 1;
+            g.0 = format!("rt-{}", g.1 + 1);
+            Json(
+                json!({"access_token": format!("at-{}", g.1 + 1), "token_type": "Bearer",
+                        "expires_in": 60, "refresh_token": g.0}),
+            )
+            .into_response()
+        }
+
+        pub struct Running {
+            pub issuer: String,
+            pub state: Shared,
+            shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+            task: tokio::task::JoinHandle<()>,
+        }
+
+        impl Running {
+            pub fn counts(&self) -> (String, usize, usize) {
+                self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            }
+
+            pub async fn stop(mut self) {
+                if let Some(tx) = self.shutdown.take() {
+                    let _ = tx.send(());
+                }
+                let _ = self.task.await;
+            }
+        }
+
+        pub async fn start(first_refresh_token: &str) -> Running {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let issuer = format!("http://{}", listener.local_addr().expect("addr"));
+            let state: Shared = Arc::new(Mutex::new((first_refresh_token.to_string(), 0, 0)));
+            let meta = json!({
+                "issuer": issuer,
+                "authorization_endpoint": format!("{issuer}/auth"),
+                "token_endpoint": format!("{issuer}/token"),
+                "jwks_uri": format!("{issuer}/jwks"),
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+            });
+            let app = Router::new()
+                .route(
+                    "/.well-known/openid-configuration",
+                    get(move || async move { Json(meta) }),
+                )
+                .route("/jwks", get(|| async { Json(json!({"keys": []})) }))
+                .route("/token", post(token))
+                .with_state(state.clone());
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+            Running {
+                issuer,
+                state,
+                shutdown: Some(tx),
+                task,
+            }
+        }
+    }
+
+    /// Two replicas (each its own store connection and provider client) re-check one session at
+    /// once against a provider that rotates refresh tokens and refuses a reused one: one refresh
+    /// at the provider, the other replica waits for the lease and takes its answer, the session
+    /// lives on with the rotated token.
+    async fn two_replicas_race(url: &str) {
+        let first = "rt-1";
+        let provider_stand_in = stand_in::start(first).await;
+        let replica_a = Store::connect(url).await.expect("store a");
+        let replica_b = Store::connect(url).await.expect("store b");
+        let cipher = TokenCipher::from_key(&[9u8; 32]);
+        let provider = OidcProvider {
+            id: "corp".into(),
+            display_name: "Corp".into(),
+            issuer: provider_stand_in.issuer.clone(),
+            client_id: "mcpgate".into(),
+            client_secret: Some("client-secret-for-the-stand-in".into()),
+            client_secret_file: None,
+            scopes: vec!["openid".into(), "offline_access".into()],
+            claims: mcpgate_config::identity::ClaimPaths::default(),
+            allowed_email_domains: vec![],
+            allowed_algorithms: vec!["RS256".into()],
+            userinfo: false,
+            recheck_interval: Duration::from_secs(60),
+        };
+        let identity = Identity {
+            oidc: vec![provider.clone()],
+        };
+        let now = crate::clock::now();
+        let tokens = StoredTokens {
+            access_token: "at-1".into(),
+            refresh_token: Some(first.into()),
+            id_token: None,
+            access_token_expires_at: Some(now - 10),
+        };
+        let sid = format!("race-{}", opaque_token::generate());
+        record(
+            &replica_a,
+            &cipher,
+            &sid,
+            &provider,
+            "u1",
+            &tokens,
+            now + 3600,
+            now - 120, // signed in two minutes ago: due for a check
+            now + 3600,
+        )
+        .await
+        .expect("record");
+
+        let providers_a = OidcProviders::new().expect("client a");
+        let providers_b = OidcProviders::new().expect("client b");
+        let cx = |store, providers| CheckContext {
+            store,
+            cipher: Some(&cipher),
+            providers,
+            identity: &identity,
+            leeway_secs: 5,
+            keep_until: now + 3600,
+        };
+        let (cx_a, cx_b) = (cx(&replica_a, &providers_a), cx(&replica_b, &providers_b));
+        let started = std::time::Instant::now();
+        let (a, b) = tokio::join!(
+            ensure_current(&cx_a, &sid, now),
+            ensure_current(&cx_b, &sid, now)
+        );
+        assert_eq!(a.expect("replica a"), Standing::Current);
+        assert_eq!(b.expect("replica b"), Standing::Current);
+        let (current, refreshes, refused) = provider_stand_in.counts();
+        assert_eq!(refreshes, 1, "exactly one refresh at the provider");
+        assert_eq!(refused, 0, "nobody used a spent refresh token");
+        let row = replica_b
+            .oidc_session(&sid)
+            .await
+            .expect("row")
+            .expect("present");
+        assert!(row.ended_at.is_none(), "the session survives");
+        assert_eq!(row.token_version, 2, "one rotation recorded");
+        assert_eq!(
+            open(&cipher, &row).expect("open").refresh_token.as_deref(),
+            Some(current.as_str()),
+            "the rotated refresh token is stored"
+        );
+        // And it is the token the next check uses: a later check (due again) refreshes with it.
+        let later = now + 120;
+        assert_eq!(
+            ensure_current(&cx_b, &sid, later).await.expect("later"),
+            Standing::Current
+        );
+        assert_eq!(provider_stand_in.counts().1, 2);
+        assert_eq!(provider_stand_in.counts().2, 0);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "fast: {:?}",
+            started.elapsed()
+        );
+        replica_a.close().await;
+        replica_b.close().await;
+        provider_stand_in.stop().await;
+    }
+
+    #[tokio::test]
+    async fn two_replicas_racing_refresh_once_and_keep_the_session_sqlite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        two_replicas_race(&format!(
+            "sqlite://{}/db.sqlite?mode=rwc",
+            dir.path().display()
+        ))
+        .await;
+    }
+
+    /// Runs when MCPGATE_TEST_POSTGRES_URL is set, in a fresh schema dropped afterwards.
+    #[tokio::test]
+    async fn two_replicas_racing_refresh_once_and_keep_the_session_postgres() {
+        let Ok(base) = std::env::var("MCPGATE_TEST_POSTGRES_URL") else {
+            eprintln!("MCPGATE_TEST_POSTGRES_URL not set; skipping the PostgreSQL race test");
+            return;
+        };
+        sqlx::any::install_default_drivers();
+        let schema = format!(
+            "mcpgate_race_{}",
+            opaque_token::generate()
+                .to_ascii_lowercase()
+                .replace(['-', '_'], "")
+        );
+        let admin = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&base)
+            .await
+            .expect("connect to postgres");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .expect("create schema");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        let outcome = tokio::spawn(async move { two_replicas_race(&url).await }).await;
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&admin)
+            .await
+            .expect("drop schema");
+        outcome.expect("postgres race test");
+    }
 }
