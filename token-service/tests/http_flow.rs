@@ -601,8 +601,13 @@ async fn sign_out_asks_on_get_and_refuses_cross_origin_posts() {
     let asked = h.get("/.mcpgate/sign_out", Some(&cookie)).await;
     assert_eq!(asked.status, StatusCode::OK);
     assert!(signed_in(&asked), "{}", asked.text());
-    assert!(asked.text().contains(r#"<form method="post" action="/.mcpgate/sign_out">"#));
-    assert!(asked.header(header::SET_COOKIE).is_none(), "a GET clears nothing");
+    assert!(asked
+        .text()
+        .contains(r#"<form method="post" action="/.mcpgate/sign_out">"#));
+    assert!(
+        asked.header(header::SET_COOKIE).is_none(),
+        "a GET clears nothing"
+    );
 
     let cross = h
         .post_form(
@@ -616,7 +621,10 @@ async fn sign_out_asks_on_get_and_refuses_cross_origin_posts() {
         .await;
     assert_eq!(cross.status, StatusCode::FORBIDDEN, "{}", cross.text());
     assert!(cross.header(header::SET_COOKIE).is_none());
-    assert!(signed_in(&h.get("/.mcpgate/sign_out", Some(&cookie)).await), "still signed in");
+    assert!(
+        signed_in(&h.get("/.mcpgate/sign_out", Some(&cookie)).await),
+        "still signed in"
+    );
 
     let own = h
         .post_form(
@@ -641,5 +649,9 @@ async fn sign_out_asks_on_get_and_refuses_cross_origin_posts() {
             Some(&cookie),
         )
         .await;
-    assert_eq!(again.location().path(), "/.mcpgate/sign_in", "sign-in needed again");
+    assert_eq!(
+        again.location().path(),
+        "/.mcpgate/sign_in",
+        "sign-in needed again"
+    );
 }
