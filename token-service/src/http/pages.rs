@@ -193,6 +193,7 @@ pub fn signed_out() -> Response {
             html! {
                 h1 { "You are signed out" }
                 p { "Your gateway session has ended and the applications it authorized can no longer use it." }
+                p.muted { "You can close this page. To use an application again, open it and sign in." }
             },
         ),
     )

@@ -125,6 +125,14 @@ fn failure_page(
             StatusCode::BAD_REQUEST,
             "This sign-in response does not belong to a sign-in started in this browser, or it has expired. Start again.".to_string(),
         ),
+        // The provider contradicting itself is its fault, not the person's: not "you cannot".
+        SignInError::Refused(
+            r @ (super::claims::Refusal::UserinfoSubjectMismatch
+            | super::claims::Refusal::NoSubject),
+        ) => (
+            StatusCode::BAD_GATEWAY,
+            format!("{} sent a sign-in the gateway cannot trust: {r}. You have not been signed in.", p.display_name),
+        ),
         SignInError::Refused(r) => (StatusCode::FORBIDDEN, format!("You cannot sign in here: {r}.")),
         SignInError::Internal(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
