@@ -16,13 +16,15 @@
 //   GET  /session/end              RP-initiated logout: a confirm page whose form submits itself
 //   POST /token/revocation         revocation
 // Claims: sub = the username, email, email_verified, name, preferred_username, and the groups at a
-// nested path, {"org": {"groups": [...]}} (scope `groups`), in the ID token as well as at userinfo.
+// nested path, {"org": {"groups": [...]}} (scope `groups`), in the ID token as well as at userinfo
+// (option userinfoOnlyClaims: the named top-level claims, e.g. ['org'], only at userinfo).
 //
 // ID tokens: RS256 unless the client registered ES256 (id_token_signed_response_alg).
 // Controls for tests: stop(), restart() (same port, keys, sessions and grants), down()/up() (the
 // port stops answering / answers again), disableUser(name)/enableUser(name), rotateKeys() and
 // retireOldKeys(), misbehave(mode) (the token endpoint answers an ID token that is wrong in one
-// way), and the records `events` and `tokenRequests`. `userAgent()` gives a cookie-keeping HTTP
+// way, or userinfo answers about another subject), and the records `events`, `tokenRequests` and
+// `lastIdTokenClaims` (the claim names of the last ID token the token endpoint issued). `userAgent()` gives a cookie-keeping HTTP
 // client that signs in and out through the pages above without a browser.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -50,7 +52,8 @@ const { default: Provider, interactionPolicy } = await (async () => {
 // as a factory also avoids the "development-only adapter" warning the default one prints.
 const { createMemoryAdapter } = await import('oidc-provider/lib/adapters/memory_adapter.js');
 
-const MISBEHAVIOURS = ['wrong-aud', 'wrong-iss', 'wrong-nonce', 'alg-hs256', 'alg-none', 'unknown-key', 'expired'];
+const ID_TOKEN_MISBEHAVIOURS = ['wrong-aud', 'wrong-iss', 'wrong-nonce', 'alg-hs256', 'alg-none', 'unknown-key', 'expired'];
+const MISBEHAVIOURS = [...ID_TOKEN_MISBEHAVIOURS, 'userinfo-sub'];
 const EVENTS = [
   'authorization.accepted', 'authorization.success', 'authorization.error',
   'interaction.started', 'interaction.ended',
@@ -115,6 +118,8 @@ export class OidcProvider {
    *   Core §11): offline_access counts (a refresh token is issued) only when the authorization
    *   request says prompt=consent; false: a request with offline_access and no prompt is treated as
    *   prompt=consent (the user consents anyway), as IdPs that need no prompt for it behave
+   * @param {string[]} [o.userinfoOnlyClaims] top-level claims (e.g. ['org'], the groups) left out of
+   *   ID tokens and given only at userinfo, as IdPs that keep ID tokens small do (default none)
    * @param {number} [o.accessTokenTtl] seconds (default 3600)
    * @param {number} [o.idTokenTtl] seconds (default 3600)
    * @param {number} [o.refreshTokenTtl] seconds (default 14 days)
@@ -122,13 +127,15 @@ export class OidcProvider {
    * @param {number} [o.port] 0 (default): a free port
    */
   constructor({
-    clients = [], users = {}, refreshTokenRotation = true, offlineAccessNeedsConsentPrompt = true, accessTokenTtl = 3600, idTokenTtl = 3600,
+    clients = [], users = {}, refreshTokenRotation = true, offlineAccessNeedsConsentPrompt = true, userinfoOnlyClaims = [],
+    accessTokenTtl = 3600, idTokenTtl = 3600,
     refreshTokenTtl = 14 * 24 * 3600, logFile, port = 0,
   } = {}) {
     this.clients = clients.map((c) => ({ grant_types: ['authorization_code', 'refresh_token'], ...c }));
     this.users = new Map(Object.entries(users).map(([name, u]) => [name, { ...u, disabled: false }]));
     this.refreshTokenRotation = Boolean(refreshTokenRotation);
     this.offlineAccessNeedsConsentPrompt = offlineAccessNeedsConsentPrompt;
+    this.userinfoOnlyClaims = [...userinfoOnlyClaims];
     this.accessTokenTtl = accessTokenTtl;
     this.idTokenTtl = idTokenTtl;
     this.refreshTokenTtl = refreshTokenTtl;
@@ -140,6 +147,7 @@ export class OidcProvider {
     this.adapter = createMemoryAdapter();
     this.events = [];
     this.tokenRequests = 0;
+    this.lastIdTokenClaims = null;
     this.log = [];
     this._misbehave = null;
   }
@@ -247,7 +255,8 @@ export class OidcProvider {
    * From now on the token endpoint answers an ID token that is wrong in one way (null: correct
    * again): 'wrong-aud', 'wrong-iss', 'wrong-nonce', 'expired' (re-signed with the provider's own
    * key), 'alg-hs256' (HS256 with the client secret), 'alg-none' (unsigned), 'unknown-key' (RS256
-   * by a key outside the JWKS, with its own kid).
+   * by a key outside the JWKS, with its own kid); or 'userinfo-sub': the ID token is right but
+   * userinfo answers with another `sub`.
    */
   misbehave(mode) {
     if (mode && !MISBEHAVIOURS.includes(mode)) throw new Error(`unknown misbehave mode ${mode}`);
@@ -281,14 +290,19 @@ export class OidcProvider {
     if (!u || u.disabled) return undefined;
     return {
       accountId: name,
-      claims: async () => ({
-        sub: name,
-        email: u.email,
-        email_verified: u.email_verified ?? Boolean(u.email),
-        name: u.name,
-        preferred_username: name,
-        org: { groups: [...(u.groups ?? [])] },
-      }),
+      // use: 'id_token' or 'userinfo'
+      claims: async (use) => {
+        const claims = {
+          sub: name,
+          email: u.email,
+          email_verified: u.email_verified ?? Boolean(u.email),
+          name: u.name,
+          preferred_username: name,
+          org: { groups: [...(u.groups ?? [])] },
+        };
+        if (use === 'id_token') for (const c of this.userinfoOnlyClaims) delete claims[c];
+        return claims;
+      },
     };
   }
 
@@ -375,7 +389,13 @@ ${form}
       const isToken = ctx.method === 'POST' && ctx.path === '/token';
       if (isToken) this.tokenRequests += 1;
       await next();
-      if (!isToken || !this._misbehave || ctx.status !== 200 || typeof ctx.body?.id_token !== 'string') return;
+      if (ctx.path === '/me' && this._misbehave === 'userinfo-sub' && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') {
+        ctx.body = { ...ctx.body, sub: `not-${ctx.body.sub}` };
+        this._log('userinfo: sub altered (userinfo-sub)');
+        return;
+      }
+      if (isToken && ctx.status === 200 && typeof ctx.body?.id_token === 'string') this.lastIdTokenClaims = Object.keys(decodeJwt(ctx.body.id_token));
+      if (!isToken || !ID_TOKEN_MISBEHAVIOURS.includes(this._misbehave) || ctx.status !== 200 || typeof ctx.body?.id_token !== 'string') return;
       ctx.body = { ...ctx.body, id_token: await this._forge(ctx.body.id_token, this._misbehave) };
       this._log(`token endpoint: ID token altered (${this._misbehave})`);
     });
