@@ -14,7 +14,7 @@ button{padding:.5rem 1.25rem;margin:1rem .5rem 0 0;font-size:1rem}\
 form.provider button{width:100%;margin:.5rem 0;padding:.75rem;background:#1a56db;color:#fff;border:0;border-radius:6px}\
 .or{text-align:center;margin:1rem 0 .5rem}.error{color:#a00}\
 .host{font-size:1.25rem;font-weight:bold;font-family:monospace;background:#f3f3f3;padding:.25rem .5rem;border-radius:4px}\
-.muted{color:#666;font-size:.9rem;word-break:break-all}";
+.muted{color:#666;font-size:.9rem;word-break:break-all}.note{color:#666;font-size:.9rem}";
 
 fn layout(title: &str, body: Markup) -> Markup {
     html! {
@@ -178,7 +178,7 @@ pub fn sign_out_confirm(username: &str) -> Response {
                         button type="submit" id="sign-out" { "Sign out" }
                     }
                 }
-                p.muted { "Did not mean to come here? Close this page; you stay signed in." }
+                p.note { "Did not mean to come here? Close this page; you stay signed in." }
             },
         ),
     )
@@ -193,7 +193,7 @@ pub fn signed_out() -> Response {
             html! {
                 h1 { "You are signed out" }
                 p { "Your gateway session has ended and the applications it authorized can no longer use it." }
-                p.muted { "You can close this page. To use an application again, open it and sign in." }
+                p.note { "You can close this page. To use an application again, open it and sign in." }
             },
         ),
     )
