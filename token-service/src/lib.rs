@@ -15,6 +15,7 @@
 //! | [`service_accounts`] | callers that are not people                                         |
 //! | [`store`]            | the database: every SQL statement                                   |
 //! | [`runtime`]          | serving, signing keys, key files, watching and reloading the file   |
+//! | [`telemetry`]        | metrics, logs and traces                                            |
 //! | [`cli`]              | the command line                                                    |
 
 pub mod cli;
@@ -28,4 +29,5 @@ pub mod runtime;
 pub mod service_accounts;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 pub mod upstream;

@@ -11,6 +11,7 @@ use crate::clients::metadata_document::MetadataDocuments;
 use crate::clients::{Client, ClientLookupError};
 use crate::runtime::signing_keys::SigningKeys;
 use crate::store::Store;
+use crate::telemetry::Metrics;
 use crate::upstream::tokens::UpstreamTokens;
 
 /// Everything a request needs, for one version of the gateway file. A reload builds a new one
@@ -33,6 +34,8 @@ pub struct AppState {
     pub upstream: Arc<UpstreamTokens>,
     /// OpenID Connect providers' discovered metadata and keys: kept across reloads.
     pub oidc: Arc<crate::identity::oidc::provider::OidcProviders>,
+    /// The process's metrics: created once, kept across reloads.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What the service derives from the gateway file alone, checked the same way at start and on
@@ -87,6 +90,7 @@ impl AppState {
         )?;
         let upstream = UpstreamTokens::new(&config, &parts.routes)?;
         let store = Store::connect(&config.token_service.database_url).await?;
+        let metrics = Arc::new(Metrics::new(Some(store.pool().clone())));
         Ok(Self::assemble(
             config,
             parts,
@@ -95,6 +99,7 @@ impl AppState {
             Arc::new(documents),
             Arc::new(upstream),
             Arc::new(crate::identity::oidc::provider::OidcProviders::new()?),
+            metrics,
         ))
     }
 
@@ -107,6 +112,7 @@ impl AppState {
         documents: Arc<MetadataDocuments>,
         upstream: Arc<UpstreamTokens>,
         oidc: Arc<crate::identity::oidc::provider::OidcProviders>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let issuer = config.authorization_server.issuer.clone();
         Self {
@@ -121,6 +127,7 @@ impl AppState {
             documents,
             upstream,
             oidc,
+            metrics,
             config,
         }
     }
@@ -146,7 +153,11 @@ impl AppState {
         }
         if client_id.starts_with("https://") || client_id.starts_with("http://") {
             return Ok(Some(
-                self.documents.resolve(client_id).await?.as_ref().clone(),
+                self.documents
+                    .resolve(client_id, &self.metrics)
+                    .await?
+                    .as_ref()
+                    .clone(),
             ));
         }
         Ok(self

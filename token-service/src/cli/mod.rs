@@ -203,16 +203,12 @@ fn load_config(path: &Path) -> anyhow::Result<GatewayConfig> {
         .map_err(|e| anyhow::anyhow!("invalid gateway file {}: {e}", path.display()))
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+/// Logs to stderr, and with `tracing` (`serve` only) traces over OTLP.
+fn init_tracing(
+    format: LogFormat,
+    tracing: Option<&mcpgate_config::telemetry::Tracing>,
+) -> anyhow::Result<crate::telemetry::tracing::Telemetry> {
+    crate::telemetry::tracing::init(matches!(format, LogFormat::Json), tracing)
 }
 
 fn read_password(from_stdin: bool) -> anyhow::Result<String> {
@@ -387,27 +383,38 @@ fn render(target: RenderTarget) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+fn serve(args: &ServeArgs, format: LogFormat) -> anyhow::Result<()> {
     let path = &args.config.config;
     let listen = args.listen_override();
     let config = listen
         .apply(load_config(path)?)
         .map_err(|e| anyhow::anyhow!("--listen/--internal-listen: {e}"))?;
+    // Before the runtime: the exporter's client and batch thread live outside it.
+    let telemetry = init_tracing(format, config.telemetry.tracing.as_ref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(crate::runtime::serve::serve(
+    let served = runtime.block_on(crate::runtime::serve::serve(
         config,
         path.to_path_buf(),
         listen,
-    ))
+    ));
+    drop(runtime);
+    telemetry.shutdown();
+    served
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // `serve` installs logging itself, once it has read the gateway file's telemetry block.
+    if !matches!(cli.command, Command::Serve(_)) {
+        if let Err(e) = init_tracing(cli.log_format, None).map(|t| t.shutdown()) {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
-        Command::Serve(args) => serve(&args),
+        Command::Serve(args) => serve(&args, cli.log_format),
         Command::User {
             command: UserCommand::Add(args),
         } => user_add(args),

@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::clients::metadata::ClientMetadata;
 use crate::clients::{Client, ClientKind};
+use crate::telemetry::metrics::{Metrics, Outcome, RegistrationKind};
 
 /// Cached documents are bounded so a flood of distinct URLs cannot grow memory without limit.
 const MAX_CACHE_ENTRIES: usize = 1024;
@@ -38,6 +39,23 @@ pub enum DocumentError {
     TooLarge(usize),
     #[error("the client metadata document is not valid: {0}")]
     Invalid(String),
+}
+
+impl DocumentError {
+    /// A short code for metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl(_) => "invalid_url",
+            Self::Disabled => "disabled",
+            Self::Resolve(_) => "resolve_failed",
+            Self::ForbiddenAddress(_) => "forbidden_address",
+            Self::Fetch(_) => "fetch_failed",
+            Self::Redirect(_) => "redirect",
+            Self::Status(_) => "bad_status",
+            Self::TooLarge(_) => "too_large",
+            Self::Invalid(_) => "invalid_client_metadata",
+        }
+    }
 }
 
 /// Whether an address must not be fetched from: anything that is not global unicast
@@ -276,8 +294,13 @@ impl MetadataDocuments {
         self.settings.enabled
     }
 
-    /// The client a metadata-document `client_id` describes, from cache or fetched.
-    pub async fn resolve(&self, client_id: &str) -> Result<Arc<Client>, DocumentError> {
+    /// The client a metadata-document `client_id` describes, from cache or fetched. Each fetch
+    /// (a cache miss) is counted in `metrics`.
+    pub async fn resolve(
+        &self,
+        client_id: &str,
+        metrics: &Metrics,
+    ) -> Result<Arc<Client>, DocumentError> {
         if !self.settings.enabled {
             return Err(DocumentError::Disabled);
         }
@@ -285,8 +308,17 @@ impl MetadataDocuments {
         if let Some(client) = self.cached(client_id) {
             return Ok(client);
         }
-        let (body, headers) = self.fetch(&url).await?;
-        let client = Arc::new(parse_document(client_id, &body)?);
+        let fetched = match self.fetch(&url).await {
+            Ok((body, headers)) => parse_document(client_id, &body).map(|c| (c, headers)),
+            Err(e) => Err(e),
+        };
+        let outcome = match &fetched {
+            Ok(_) => Outcome::Success,
+            Err(e) => Outcome::Error(e.code()),
+        };
+        metrics.registration(RegistrationKind::MetadataDocument, outcome);
+        let (client, headers) = fetched?;
+        let client = Arc::new(client);
         let lifetime = cache_lifetime(
             &headers,
             SystemTime::now(),
@@ -589,7 +621,7 @@ mod tests {
     async fn private_addresses_are_refused_before_connecting() {
         let docs = MetadataDocuments::new(ClientIdMetadataDocuments::default()).expect("settings");
         let err = docs
-            .resolve("https://127.0.0.1:1/client.json")
+            .resolve("https://127.0.0.1:1/client.json", &Metrics::new(None))
             .await
             .expect_err("refused");
         assert_eq!(
@@ -597,12 +629,12 @@ mod tests {
             DocumentError::ForbiddenAddress("127.0.0.1".parse().expect("ip"))
         );
         let err = docs
-            .resolve("https://[::ffff:10.0.0.1]/client.json")
+            .resolve("https://[::ffff:10.0.0.1]/client.json", &Metrics::new(None))
             .await
             .expect_err("refused");
         assert!(matches!(err, DocumentError::ForbiddenAddress(_)), "{err}");
         let err = docs
-            .resolve("https://localhost:1/client.json")
+            .resolve("https://localhost:1/client.json", &Metrics::new(None))
             .await
             .expect_err("refused");
         assert!(matches!(err, DocumentError::ForbiddenAddress(_)), "{err}");
@@ -613,7 +645,7 @@ mod tests {
         .expect("settings");
         assert_eq!(
             disabled
-                .resolve("https://app.example/c")
+                .resolve("https://app.example/c", &Metrics::new(None))
                 .await
                 .expect_err("off"),
             DocumentError::Disabled

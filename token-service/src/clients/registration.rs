@@ -13,6 +13,7 @@ use crate::oauth::error::OAuthError;
 use crate::oauth::opaque_token;
 use crate::state::SharedState;
 use crate::store::{Store, StoredClient};
+use crate::telemetry::metrics::{Outcome, RegistrationKind};
 
 fn too_large(max: usize) -> OAuthError {
     OAuthError::payload_too_large(format!(
@@ -68,14 +69,18 @@ pub async fn handler(State(state): State<SharedState>, headers: HeaderMap, body:
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max as u64) {
-        return too_large(max).into_response();
-    }
-    let bytes = match axum::body::to_bytes(body, max).await {
-        Ok(b) => b,
-        Err(_) => return too_large(max).into_response(),
+    let result = if declared.is_some_and(|len| len > max as u64) {
+        Err(too_large(max))
+    } else {
+        match axum::body::to_bytes(body, max).await {
+            Ok(bytes) => register(&state.store, &bytes, now()).await,
+            Err(_) => Err(too_large(max)),
+        }
     };
-    match register(&state.store, &bytes, now()).await {
+    state
+        .metrics
+        .registration(RegistrationKind::Dynamic, Outcome::of(&result));
+    match result {
         Ok(body) => crate::oauth::error::no_store_json(StatusCode::CREATED, body),
         Err(e) => e.into_response(),
     }

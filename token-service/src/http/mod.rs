@@ -1,9 +1,11 @@
 //! The HTTP surface: the public router, the health check, the HTML pages and OAuth request
-//! parameters. The endpoints themselves live with their concepts (`oauth`, `clients`,
-//! `upstream`, `internal_api`).
+//! parameters, and the internal listener's operations endpoints (health, readiness, metrics).
+//! The endpoints themselves live with their concepts (`oauth`, `clients`, `upstream`,
+//! `internal_api`).
 
 pub mod error;
 pub mod health;
+pub mod operations;
 pub mod pages;
 pub mod params;
 pub mod router;

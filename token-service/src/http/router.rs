@@ -6,7 +6,6 @@ use axum::Router;
 use mcpgate_config::paths;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::clients::registration;
 use crate::http::health;
@@ -14,6 +13,7 @@ use crate::identity::oidc;
 use crate::identity::sign_in;
 use crate::oauth::{authorize, metadata, revocation, token_endpoint};
 use crate::state::SharedState;
+use crate::telemetry::{self, Listener};
 use crate::upstream::{connect, mcp_routes};
 
 pub fn router(state: SharedState) -> Router {
@@ -81,15 +81,29 @@ pub fn router(state: SharedState) -> Router {
         .merge(api)
         .merge(mcp)
         .route(paths::AUTHORIZE, get(authorize::authorize_handler))
-        .route(paths::SIGN_IN, get(sign_in::sign_in_form_handler).post(sign_in::sign_in_handler))
-        .route(paths::CONSENT, get(authorize::consent_page_handler).post(authorize::consent_handler))
+        .route(
+            paths::SIGN_IN,
+            get(sign_in::sign_in_form_handler).post(sign_in::sign_in_handler),
+        )
+        .route(
+            paths::CONSENT,
+            get(authorize::consent_page_handler).post(authorize::consent_handler),
+        )
         .route(paths::HEALTH, get(health::handler))
         .route(
-            &format!("{}/{{provider}}{}", paths::OIDC_PREFIX, paths::OIDC_START_SUFFIX),
+            &format!(
+                "{}/{{provider}}{}",
+                paths::OIDC_PREFIX,
+                paths::OIDC_START_SUFFIX
+            ),
             post(oidc::routes::start_handler),
         )
         .route(
-            &format!("{}/{{provider}}{}", paths::OIDC_PREFIX, paths::OIDC_CALLBACK_SUFFIX),
+            &format!(
+                "{}/{{provider}}{}",
+                paths::OIDC_PREFIX,
+                paths::OIDC_CALLBACK_SUFFIX
+            ),
             get(oidc::routes::callback_handler),
         )
         .route(
@@ -101,9 +115,14 @@ pub fn router(state: SharedState) -> Router {
         // `<server route>/.mcpgate/mcp/connect`: any prefix, so it is matched in the fallback.
         .fallback(connect::fallback_handler)
         .layer(RequestBodyLimitLayer::new(body_limit))
-        // Spans carry the method and path only: query strings can hold request ids and state.
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
-        }))
+        // Spans carry the method, path and route template only: query strings can hold request
+        // ids and state.
+        .layer(axum::middleware::from_fn_with_state(
+            telemetry::Observed {
+                listener: Listener::Public,
+                metrics: state.metrics.clone(),
+            },
+            telemetry::observe,
+        ))
         .with_state(state)
 }

@@ -23,6 +23,7 @@ use crate::oauth::authorize::{expired_request_page, redirect_host, RequestQuery}
 use crate::oauth::opaque_token;
 use crate::state::{AppState, SharedState};
 use crate::store::{PendingAuthorization, Session};
+use crate::telemetry::metrics::{Metrics, SignInResult, LOCAL_PROVIDER};
 
 /// The sign-in page for a browser that should come back to `return_to` (a client route URL or
 /// a server route's connect URL). Relative: the page is served on every gateway host.
@@ -185,6 +186,7 @@ async fn sign_in_to_return(
         );
     }
     let user = match verify_user(
+        &state.metrics,
         state.config.token_service.users_file.as_deref(),
         &form.username,
         form.password,
@@ -218,6 +220,7 @@ async fn sign_in_to_return(
 
 /// Checks a username and password against the users file (off the async threads).
 async fn verify_user(
+    metrics: &Metrics,
     users_file: Option<&std::path::Path>,
     username: &str,
     password: String,
@@ -232,6 +235,14 @@ async fn verify_user(
         Ok(users::authenticate(&directory, &username, &password))
     })
     .await;
+    metrics.sign_in(
+        LOCAL_PROVIDER,
+        match &verified {
+            Ok(Ok(Some(_))) => SignInResult::Success,
+            Ok(Ok(None)) => SignInResult::Failure,
+            _ => SignInResult::Error,
+        },
+    );
     Ok(verified.map_err(anyhow::Error::from)??)
 }
 
@@ -320,6 +331,7 @@ pub async fn sign_in_handler(
         Err(e) => return internal_error_page(&e),
     };
     let user = match verify_user(
+        &state.metrics,
         state.config.token_service.users_file.as_deref(),
         &form.username,
         form.password,

@@ -179,10 +179,14 @@ pub fn router(state: SharedState, secret: Arc<InternalSecret>) -> Router {
         .route(paths::INTERNAL_REVOCATIONS, get(revocations_handler))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", None) })
         .layer(middleware::from_fn_with_state(secret, require_secret))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
-            |req: &axum::http::Request<_>| {
-                tracing::info_span!("internal", method = %req.method(), path = %req.uri().path())
+        // Health, readiness and metrics carry no secrets: outside the secret check.
+        .merge(crate::http::operations::routes(&state))
+        .layer(middleware::from_fn_with_state(
+            crate::telemetry::Observed {
+                listener: crate::telemetry::Listener::Internal,
+                metrics: state.metrics.clone(),
             },
+            crate::telemetry::observe,
         ))
         .with_state(state)
 }

@@ -13,6 +13,7 @@ use crate::oauth::error::OAuthError;
 use crate::oauth::opaque_token;
 use crate::oauth::token_endpoint::{authenticate_client, check_form_content_type};
 use crate::state::{AppState, SharedState};
+use crate::telemetry::metrics::RevocationKind;
 
 /// Revokes `token` if this client holds it. Tokens of other clients are left alone (and the
 /// answer is the same, so it reveals nothing).
@@ -29,6 +30,7 @@ pub async fn revoke(
                 if let Some(jti) = &claims.jwt_id {
                     let exp = claims.expires_at.map(|e| e.as_secs() as i64).unwrap_or(t);
                     state.store.revoke_access_token(jti, t, exp).await?;
+                    state.metrics.revocation(RevocationKind::AccessToken);
                     tracing::info!(target: "mcpgate::audit", event = "access_token_revoked", client_id = %client.client_id, user = claims.subject.as_deref().unwrap_or(""));
                 }
             }
@@ -46,6 +48,7 @@ pub async fn revoke(
                 .store
                 .revoke_family(&record.family_id, "revoked by the client", t, keep_until)
                 .await?;
+            state.metrics.revocation(RevocationKind::RefreshToken);
             tracing::info!(target: "mcpgate::audit", event = "refresh_token_revoked", client_id = %client.client_id, user = %record.username, route = %record.resource);
         }
     }

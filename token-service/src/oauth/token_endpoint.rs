@@ -19,6 +19,7 @@ use crate::oauth::opaque_token;
 use crate::oauth::pkce;
 use crate::state::{AppState, SharedState};
 use crate::store::{AuthorizationCode, RefreshToken};
+use crate::telemetry::metrics::{GrantType, Outcome, Reuse};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TokenResponse {
@@ -187,6 +188,7 @@ pub async fn exchange_code(
         .ok_or_else(|| OAuthError::invalid_grant("the authorization code is not valid"))?;
     let replayed = || async {
         revoke_family(state, &record.family_id, "authorization code reused", t).await?;
+        state.metrics.reuse_detected(Reuse::AuthorizationCode);
         tracing::warn!(target: "mcpgate::audit", event = "code_reuse", client_id = %record.client_id, user = %record.username, route = %record.resource);
         Err::<TokenResponse, _>(OAuthError::invalid_grant(
             "the authorization code was already used; tokens issued from it are revoked",
@@ -255,6 +257,7 @@ pub async fn refresh(
     }
     let reused = || async {
         revoke_family(state, &record.family_id, "refresh token reused", t).await?;
+        state.metrics.reuse_detected(Reuse::RefreshToken);
         tracing::warn!(target: "mcpgate::audit", event = "refresh_reuse", client_id = %record.client_id, user = %record.username, route = %record.resource);
         Err::<TokenResponse, _>(OAuthError::invalid_grant(
             "the refresh token was already used; every token of its grant is now revoked",
@@ -393,7 +396,17 @@ pub async fn handler(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    match token(&state, &headers, &body).await {
+    let result = token(&state, &headers, &body).await;
+    let grant_type = Params::parse(&body)
+        .single("grant_type")
+        .ok()
+        .flatten()
+        .map(str::to_owned);
+    state.metrics.grant(
+        GrantType::from_param(grant_type.as_deref()),
+        Outcome::of(&result),
+    );
+    match result {
         Ok(body) => crate::oauth::error::no_store_json(StatusCode::OK, body),
         Err(e) => e.into_response(),
     }

@@ -274,6 +274,7 @@ pub fn reconfigure(
         documents,
         upstream,
         running.oidc.clone(),
+        running.metrics.clone(),
     );
     Ok((
         state,

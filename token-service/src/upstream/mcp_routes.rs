@@ -215,6 +215,9 @@ pub async fn disconnect_handler(
             .collect::<Vec<_>>()
             .join(" "),
     };
+    state
+        .metrics
+        .revocation(crate::telemetry::metrics::RevocationKind::UpstreamDisconnect);
     tracing::info!(target: "mcpgate::audit", event = "upstream_disconnected", user = %te.sub, client_id = %te.claims.custom.client_id, route = %routes);
     let mut response = StatusCode::NO_CONTENT.into_response();
     response

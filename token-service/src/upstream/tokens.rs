@@ -21,6 +21,7 @@ use crate::clock::now;
 use crate::oauth::opaque_token;
 use crate::state::AppState;
 use crate::store::{NewUpstreamToken, UpstreamLease, UpstreamTokenRow};
+use crate::telemetry::metrics::UpstreamRefresh;
 use crate::upstream::provider::{ProviderError, TokenSet, UpstreamOAuth};
 
 /// How often a caller looks whether another replica's refresh finished or its lease ran out.
@@ -505,10 +506,17 @@ async fn refresh_with_lease(
         return Ok(Some(Fresh::NotConnected));
     };
     let oauth = &state.upstream.oauth;
+    let started = Instant::now();
     let result = match oauth.endpoints(route, config).await {
         Ok(endpoints) => oauth.refresh(config, &endpoints, &refresh_token).await,
         Err(e) => Err(e),
     };
+    let outcome = match &result {
+        Ok(_) => UpstreamRefresh::Refreshed,
+        Err(ProviderError::Rejected(_)) => UpstreamRefresh::Rejected,
+        Err(_) => UpstreamRefresh::Unavailable,
+    };
+    state.metrics.upstream_refresh(outcome, started.elapsed());
     let t = now();
     match result {
         Ok(tokens) => {

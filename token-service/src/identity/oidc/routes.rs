@@ -27,6 +27,7 @@ use crate::identity::session;
 use crate::identity::sign_in::{same_origin_post, start_session, validate_return_to};
 use crate::oauth::opaque_token;
 use crate::state::{AppState, SharedState};
+use crate::telemetry::metrics::{Metrics, SignInResult};
 
 /// The browser-binding cookie of a sign-in in flight (`__Host-` with an https issuer).
 pub const COOKIE: &str = "mcpgate_oidc";
@@ -95,6 +96,7 @@ fn retry_url(continuation: Option<&Continuation>) -> Option<String> {
 
 /// The page for a failed sign-in, and its one log line (provider id and reason, no token).
 fn failure_page(
+    metrics: &Metrics,
     p: &OidcProvider,
     e: &SignInError,
     continuation: Option<&Continuation>,
@@ -139,6 +141,14 @@ fn failure_page(
             "The gateway hit an internal error. Try again.".to_string(),
         ),
     };
+    let result = match e {
+        SignInError::Internal(_)
+        | SignInError::Provider(P::Discovery(_) | P::TokenUnavailable(_) | P::Userinfo(_)) => {
+            SignInResult::Error
+        }
+        _ => SignInResult::Failure,
+    };
+    metrics.sign_in(&p.id, result);
     match e {
         SignInError::Internal(inner) => {
             tracing::error!(provider = %p.id, kind = e.kind(), error = %format!("{inner:#}"), "OpenID Connect sign-in failed")
@@ -198,7 +208,7 @@ pub async fn start_handler(
                     "It has expired or was already completed.",
                 )
             }
-            Err(e) => return failure_page(p, &SignInError::Internal(e), None),
+            Err(e) => return failure_page(&state.metrics, p, &SignInError::Internal(e), None),
         }
     } else {
         match validate_return_to(&form.return_to, &state.client_routes, &state.routes) {
@@ -214,7 +224,14 @@ pub async fn start_handler(
     };
     let cipher = match state.upstream.cipher() {
         Ok(c) => c,
-        Err(e) => return failure_page(p, &SignInError::Internal(e), Some(&continuation)),
+        Err(e) => {
+            return failure_page(
+                &state.metrics,
+                p,
+                &SignInError::Internal(e),
+                Some(&continuation),
+            )
+        }
     };
     // One value per browser: two sign-ins started in two tabs both stay bound to it.
     let browser =
@@ -239,7 +256,7 @@ pub async fn start_handler(
             }
             response
         }
-        Err(e) => failure_page(p, &e, Some(&continuation)),
+        Err(e) => failure_page(&state.metrics, p, &e, Some(&continuation)),
     }
 }
 
@@ -262,7 +279,7 @@ pub async fn callback_handler(
     };
     let cipher = match state.upstream.cipher() {
         Ok(c) => c,
-        Err(e) => return failure_page(p, &SignInError::Internal(e), None),
+        Err(e) => return failure_page(&state.metrics, p, &SignInError::Internal(e), None),
     };
     let t = now();
     let browser = binding_value(&headers, state.issuer_https);
@@ -286,7 +303,9 @@ pub async fn callback_handler(
     .await
     {
         Ok(s) => s,
-        Err((e, continuation)) => return failure_page(p, &e, continuation.as_ref()),
+        Err((e, continuation)) => {
+            return failure_page(&state.metrics, p, &e, continuation.as_ref())
+        }
     };
     let (cookie, session) = match start_session(&state, &signed_in.user, t).await {
         Ok(found) => found,
@@ -316,8 +335,14 @@ pub async fn callback_handler(
     )
     .await
     {
-        return failure_page(p, &SignInError::Internal(e), Some(&signed_in.continuation));
+        return failure_page(
+            &state.metrics,
+            p,
+            &SignInError::Internal(e),
+            Some(&signed_in.continuation),
+        );
     }
+    state.metrics.sign_in(&p.id, SignInResult::Success);
     tracing::info!(
         target: "mcpgate::audit",
         event = "sign_in",
