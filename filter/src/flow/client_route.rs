@@ -12,6 +12,7 @@ use super::exchange::{set_audit, Call, Exchange, State};
 use super::headers::{remove_request_header, set_request_header};
 use super::host::{Action, Host, LogLevel, Side};
 use super::internal_api::{call_body, NO_INTERNAL_API};
+use super::trace_context;
 use crate::access_token;
 use crate::challenge;
 use crate::client_session::{self, Session, SessionAnswer};
@@ -91,7 +92,14 @@ impl Exchange {
             };
         }
         let body = client_session::request_body(&session, &route.url);
-        match vm.dispatch_internal(host, "POST", paths::INTERNAL_SESSION, Some(&body), None) {
+        let trace = self.trace_context();
+        match vm.dispatch_internal(
+            host,
+            "POST",
+            paths::INTERNAL_SESSION,
+            Some(&body),
+            &trace_context::pairs(&trace),
+        ) {
             Ok(id) => {
                 self.call = Some((id, Call::Session { route: index, key }));
                 self.state = State::WaitingForSession;

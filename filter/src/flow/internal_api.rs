@@ -42,14 +42,15 @@ impl Vm {
     }
 
     /// Sends a call-out to the internal API from the current context; its answer comes to that
-    /// context. The secret goes in `authorization`, never into a log line.
+    /// context. The secret goes in `authorization`, never into a log line. `extra`: more
+    /// headers (the request's trace context, a revalidation's `if-none-match`).
     pub(super) fn dispatch_internal<H: Host>(
         &self,
         host: &H,
         method: &str,
         path: &str,
         body: Option<&[u8]>,
-        extra: Option<(&str, &str)>,
+        extra: &[(&str, &str)],
     ) -> Result<u32, String> {
         let Some(internal) = &self.internal else {
             return Err("the internal API is not configured".into());
@@ -67,7 +68,7 @@ impl Vm {
         if body.is_some() {
             headers.push(("content-type", "application/json"));
         }
-        headers.extend(extra);
+        headers.extend_from_slice(extra);
         host.dispatch(&CallOut {
             cluster: &internal.cluster,
             headers,

@@ -27,6 +27,7 @@
 //! | `list_filtering` | filtering the answers to list requests |
 //! | `upstream_rejection` | an MCP server refusing the user's upstream token |
 //! | `client_route` | a client route: session cookie → TE and assertion, or sign-in |
+//! | `trace_context` | the request's W3C `traceparent`/`tracestate`, copied onto its call-outs |
 
 mod body_arrival;
 mod client_route;
@@ -40,6 +41,7 @@ mod request_body;
 mod revocation_poll;
 mod server_route;
 mod shared_document;
+mod trace_context;
 mod upstream_credentials;
 mod upstream_rejection;
 mod vm;
@@ -54,6 +56,8 @@ mod mock_host;
 mod response_tests;
 #[cfg(test)]
 mod test_gateway;
+#[cfg(test)]
+mod trace_context_tests;
 
 pub use exchange::Exchange;
 pub use host::{Action, CallOut, Host, HostError, LogLevel, Side};

@@ -90,7 +90,11 @@ impl Vm {
         self.revocations.poller.started(now);
         self.metrics.revocations_refresh.bump();
         let etag = self.revocations.etag.clone();
-        let extra = (!etag.is_empty()).then_some(("if-none-match", etag.as_str()));
+        let extra: &[(&str, &str)] = if etag.is_empty() {
+            &[]
+        } else {
+            &[("if-none-match", etag.as_str())]
+        };
         match self.dispatch_internal(host, "GET", paths::INTERNAL_REVOCATIONS, None, extra) {
             Ok(id) => self.revocations.call = Some(id),
             Err(e) => self.finish_revocations(host, now, Err(e)),

@@ -13,6 +13,7 @@ use super::headers::set_request_header;
 use super::host::{Host, LogLevel};
 use super::internal_api::{call_body, NO_INTERNAL_API};
 use super::server_route::Decision;
+use super::trace_context;
 use crate::challenge;
 use crate::credentials::{self, CacheKey, Credentials, CredentialsAnswer};
 
@@ -79,7 +80,14 @@ impl Exchange {
             return true;
         }
         let body = credentials::request_body(&r.resource, token);
-        match vm.dispatch_internal(host, "POST", paths::INTERNAL_CREDENTIALS, Some(&body), None) {
+        let trace = self.trace_context();
+        match vm.dispatch_internal(
+            host,
+            "POST",
+            paths::INTERNAL_CREDENTIALS,
+            Some(&body),
+            &trace_context::pairs(&trace),
+        ) {
             Ok(id) => {
                 self.call = Some((
                     id,

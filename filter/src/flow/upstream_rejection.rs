@@ -11,6 +11,7 @@ use super::call_status;
 use super::exchange::{Call, Exchange, Rejection};
 use super::headers::Headers;
 use super::host::{Action, Host, LogLevel, Side};
+use super::trace_context;
 use crate::challenge;
 use crate::credentials;
 
@@ -58,12 +59,13 @@ impl Exchange {
         );
         let body = credentials::request_body(&r.resource, &rejection.token);
         drop(rejection);
+        let trace = self.trace_context();
         match vm.dispatch_internal(
             host,
             "POST",
             paths::INTERNAL_UPSTREAM_REJECTED,
             Some(&body),
-            None,
+            &trace_context::pairs(&trace),
         ) {
             Ok(id) => {
                 self.call = Some((id, Call::UpstreamRejected { route }));
