@@ -162,6 +162,7 @@ function gatewayYaml(g, kubernetes) {
     if (r.description !== undefined) lines.push(`    description: ${yamlString(r.description)}`);
     if (r.policy !== undefined) lines.push(`    policy: ${JSON.stringify(r.policy)}`);
   }
+  if (g.options.telemetry) lines.push(`telemetry: ${JSON.stringify(g.options.telemetry)}`);
   if (kubernetes) lines.push(`kubernetes: ${JSON.stringify(kubernetes)}`);
   return lines.join('\n') + '\n';
 }
@@ -611,7 +612,9 @@ export class Gateway {
  * `headerMode` ('hold_headers' | 'hold_body'), `renderArgs` (more arguments to `render <shape>`), `watch`
  * (Envoy configured from the files `render envoy --watch` keeps in step with the gateway file, which
  * `gw.rewriteConfig()` rewrites), `provider` (a
- * GitHubProvider for upstream-mcp routes), and `routes`: a list of
+ * GitHubProvider for upstream-mcp routes), `databaseUrl` (the token service's database instead of
+ * the run directory's SQLite file, e.g. lib/postgres.mjs's `url`), `telemetry` (the gateway file's
+ * `telemetry` block, as an object), and `routes`: a list of
  * {path, name?, description?, upstream: 'everything' (default) | 'recorder' | 'upstream-mcp',
  *  upstreamPath? ('/mcp' or '/json'), policy?, maxRequestBytes?, audit?: {redact, max_argument_bytes},
  *  upstreamOAuth2?: {clientId?, clientSecret?, secretInFile?, scopes?, authUrl?, tokenUrl?,
