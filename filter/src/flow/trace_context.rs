@@ -24,29 +24,33 @@ const MAX_TRACESTATE_MEMBERS: usize = 32;
 
 /// Whether `value` is a `traceparent` the filter passes on.
 pub(super) fn valid_traceparent(value: &str) -> bool {
-    let b = value.as_bytes();
-    if b.len() < 55 || b.len() > MAX_TRACE_HEADER {
+    if value.len() > MAX_TRACE_HEADER {
         return false;
     }
-    let lower_hex = |s: &[u8]| s.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
-    let not_zero = |s: &[u8]| s.iter().any(|c| *c != b'0');
-    let (version, trace_id, parent_id, flags) = (&b[0..2], &b[3..35], &b[36..52], &b[53..55]);
-    let dashes = b[2] == b'-' && b[35] == b'-' && b[52] == b'-';
-    let fields = lower_hex(version)
-        && version != b"ff"
-        && lower_hex(trace_id)
+    let mut parts = value.splitn(5, '-');
+    let (Some(version), Some(trace_id), Some(parent_id), Some(flags)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let hex = |s: &str, len: usize| {
+        s.len() == len && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let not_zero = |s: &str| s.bytes().any(|c| c != b'0');
+    let fields = hex(version, 2)
+        && version != "ff"
+        && hex(trace_id, 32)
         && not_zero(trace_id)
-        && lower_hex(parent_id)
+        && hex(parent_id, 16)
         && not_zero(parent_id)
-        && lower_hex(flags);
-    if !dashes || !fields {
-        return false;
-    }
-    match (version, b.len()) {
-        (b"00", len) => len == 55,
+        && hex(flags, 2);
+    match (fields, version, parts.next()) {
+        (false, _, _) => false,
+        (true, _, None) => true,
+        // Version 00 has exactly these four fields.
+        (true, "00", Some(_)) => false,
         // A later version may append fields after a dash; printable ASCII only.
-        (_, 55) => true,
-        (_, _) => b[55] == b'-' && b[56..].iter().all(|c| (0x21..=0x7e).contains(c)),
+        (true, _, Some(rest)) => rest.bytes().all(|c| (0x21..=0x7e).contains(&c)),
     }
 }
 
@@ -58,13 +62,13 @@ pub(super) fn valid_tracestate(value: &str) -> bool {
     if value.len() > MAX_TRACE_HEADER {
         return false;
     }
-    let mut members = 0;
+    let mut members: usize = 0;
     for member in value.split(',') {
         let member = member.trim_matches([' ', '\t']);
         if member.is_empty() {
             continue;
         }
-        members += 1;
+        members = members.saturating_add(1);
         let Some((key, val)) = member.split_once('=') else {
             return false;
         };

@@ -160,10 +160,11 @@ test('one MCP call is one trace: Envoy\'s span and the token service\'s credenti
   const isEnvoy = (s) => s.traceId === traceId && s.resource['service.name'] === 'mcpgate-envoy';
   const isCredentials = (s) => s.traceId === traceId && s.resource['service.name'] === 'mcpgate-token-service'
     && s.name === 'POST /internal/v1/credentials';
-  const spans = await collector.waitForSpans((all) => all.some(isEnvoy) && all.some(isCredentials), 30_000).catch(() => collector.spans());
+  // Both batch their spans (Envoy and the token service's exporter flush every 5 s by default).
   const summary = () => JSON.stringify(collector.spans().map((s) => ({ service: s.resource['service.name'], name: s.name, traceId: s.traceId, parent: s.parentSpanId })));
-  const envoy = spans.find(isEnvoy);
-  const credentials = spans.find(isCredentials);
+  const wait = (pred) => collector.waitForSpans(pred, 20_000).catch((e) => assert.fail(`${e.message}; spans: ${summary()}`));
+  const [envoy] = await wait(isEnvoy);
+  const [credentials] = await wait(isCredentials);
   assert.ok(envoy, `Envoy's span in the test's trace: ${summary()}`);
   assert.ok(credentials, `the token service's credentials span in the test's trace: ${summary()}`);
   assert.equal(envoy.parentSpanId, parentId, 'Envoy continues the caller\'s span');

@@ -86,7 +86,7 @@ pub async fn observe(State(o): State<Observed>, request: Request, next: Next) ->
     let status = response.status();
     let elapsed = started.elapsed();
     if exporting {
-        span.record("http.response.status_code", status.as_u16());
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         if status.is_server_error() {
             span.record("otel.status_code", "error");
         }

@@ -55,20 +55,31 @@ impl Telemetry {
 /// Installs the global subscriber: the stderr log (`json` or text, filtered by `RUST_LOG`,
 /// default `info,sqlx=warn`) and, with `tracing`, the OTLP exporter. Call it once, outside any
 /// async runtime.
+///
+/// `RUST_LOG` filters globally (one filter for both layers: per-layer filtering of the log layer
+/// lost the request span of some log lines). With tracing, `mcpgate::http=info` is added to it so
+/// that the request spans exist, and are exported, whatever `RUST_LOG` says.
 pub fn init(json: bool, tracing: Option<&Tracing>) -> anyhow::Result<Telemetry> {
-    let env_filter =
+    let mut env_filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    if tracing.is_some() {
+        env_filter = env_filter.add_directive(
+            "mcpgate::http=info"
+                .parse()
+                .map_err(|e| anyhow::anyhow!("log filter: {e}"))?,
+        );
+    }
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if json {
-        fmt.json().with_filter(env_filter).boxed()
+        fmt.json().boxed()
     } else {
-        fmt.with_filter(env_filter).boxed()
+        fmt.boxed()
     };
     let provider = tracing.map(provider).transpose()?;
     let otel = provider.as_ref().map(|p| {
         tracing_opentelemetry::layer()
             .with_tracer(p.tracer("mcpgate-token-service"))
-            // Spans only (no log events), and only this service's, whatever RUST_LOG says.
+            // Spans only (no log events), and only this service's.
             .with_filter(filter_fn(|meta| {
                 meta.is_span()
                     && (meta.target().starts_with("mcpgate::")
@@ -76,6 +87,7 @@ pub fn init(json: bool, tracing: Option<&Tracing>) -> anyhow::Result<Telemetry> 
             }))
     });
     tracing_subscriber::registry()
+        .with(env_filter)
         .with(fmt)
         .with(otel)
         .try_init()
