@@ -104,6 +104,7 @@ impl AppState {
     }
 
     /// The state for `config` from its derived parts and the long-lived ones.
+    #[allow(clippy::too_many_arguments)] // one per long-lived part, each named at the call
     pub fn assemble(
         config: GatewayConfig,
         parts: ConfigParts,
