@@ -13,8 +13,13 @@ use crate::oauth::opaque_token;
 use crate::store::{CheckedTokens, OidcSession, Store};
 use crate::upstream::tokens::TokenCipher;
 
-/// How long a check lease holds; longer than a provider request may take.
+/// How long a check lease holds.
 const LEASE_SECS: i64 = 30;
+/// A check gives up before its lease runs out: a check that saved its provider's rotated refresh
+/// token after another replica took the lease over would leave that replica a spent one. A check
+/// makes up to three provider requests (metadata, refresh, keys), each bounded by the client's
+/// timeout; this bounds them together.
+const CHECK_DEADLINE: Duration = Duration::from_secs(25);
 const LEASE_POLL: Duration = Duration::from_millis(200);
 const LEASE_WAIT: Duration = Duration::from_secs(35);
 
@@ -181,7 +186,16 @@ pub async fn ensure_current(
             Some(_) => {}
         }
     }
-    let result = check_under_lease(cx, provider, sid, &owner, now).await;
+    let result = tokio::time::timeout(
+        CHECK_DEADLINE,
+        check_under_lease(cx, provider, sid, &owner, now),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Ok(Standing::Unavailable(
+            "the provider did not answer the check in time".into(),
+        ))
+    });
     if !matches!(result, Ok(Standing::Current | Standing::Ended)) {
         cx.store.release_oidc_lease(sid, &owner).await?;
     }
