@@ -47,6 +47,27 @@ fn origin_of(url: &url::Url) -> Option<(String, String, u16)> {
     Some((scheme.to_string(), host, url.port_or_known_default()?))
 }
 
+/// Why a sign-in `return_to` was refused; the message is shown on the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReturnToError {
+    #[error("return_to is too long")]
+    TooLong,
+    #[error("return_to must not contain backslashes, spaces or control characters")]
+    ForbiddenCharacters,
+    #[error("return_to must be an absolute http(s) URL")]
+    NotAbsoluteHttp,
+    #[error("return_to must not contain '//' in its path")]
+    DoubleSlash,
+    #[error("return_to must not contain an encoded backslash, or an encoded slash in its path")]
+    EncodedSeparator,
+    #[error("return_to must not carry user information")]
+    UserInformation,
+    #[error("return_to is not a valid URL")]
+    InvalidUrl,
+    #[error("return_to is not under a client route of this gateway")]
+    NotUnderClientRoute,
+}
+
 /// Checks a sign-in `return_to`: an absolute URL under a configured client route, or a server
 /// route's connect URL (`<route>/.mcpgate/mcp/connect?…`), on that route's scheme, host and port;
 /// no user information, no `//` before the query, no backslash, no control characters. Returns
@@ -56,41 +77,39 @@ pub fn validate_return_to(
     return_to: &str,
     client_routes: &[ClientRoute],
     routes: &[ServerRoute],
-) -> Result<(String, String), &'static str> {
+) -> Result<(String, String), ReturnToError> {
     if return_to.len() > 4096 {
-        return Err("return_to is too long");
+        return Err(ReturnToError::TooLong);
     }
     if return_to
         .chars()
         .any(|c| c == '\\' || c.is_control() || c.is_whitespace())
     {
-        return Err("return_to must not contain backslashes, spaces or control characters");
+        return Err(ReturnToError::ForbiddenCharacters);
     }
     let lower = return_to.to_ascii_lowercase();
     let Some(rest) = lower
         .strip_prefix("https://")
         .or_else(|| lower.strip_prefix("http://"))
     else {
-        return Err("return_to must be an absolute http(s) URL");
+        return Err(ReturnToError::NotAbsoluteHttp);
     };
     let before_query = rest.split(['?', '#']).next().unwrap_or(rest);
     if before_query.contains("//") {
-        return Err("return_to must not contain '//' in its path");
+        return Err(ReturnToError::DoubleSlash);
     }
     if lower.contains("%5c") || before_query.contains("%2f") {
-        return Err(
-            "return_to must not contain an encoded backslash, or an encoded slash in its path",
-        );
+        return Err(ReturnToError::EncodedSeparator);
     }
     let authority = before_query.split('/').next().unwrap_or(before_query);
     if authority.contains('@') {
-        return Err("return_to must not carry user information");
+        return Err(ReturnToError::UserInformation);
     }
-    let url = url::Url::parse(return_to).map_err(|_| "return_to is not a valid URL")?;
+    let url = url::Url::parse(return_to).map_err(|_| ReturnToError::InvalidUrl)?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("return_to must not carry user information");
+        return Err(ReturnToError::UserInformation);
     }
-    let origin = origin_of(&url).ok_or("return_to must be an absolute http(s) URL")?;
+    let origin = origin_of(&url).ok_or(ReturnToError::NotAbsoluteHttp)?;
     let path = url.path();
     for route in routes {
         let Ok(connect) = url::Url::parse(&route.connect_url) else {
@@ -111,14 +130,14 @@ pub fn validate_return_to(
             return Ok((url.to_string(), route.name.clone()));
         }
     }
-    Err("return_to is not under a client route of this gateway")
+    Err(ReturnToError::NotUnderClientRoute)
 }
 
-fn invalid_return_to_page(reason: &str) -> Response {
+fn invalid_return_to_page(reason: ReturnToError) -> Response {
     pages::error(
         StatusCode::BAD_REQUEST,
         "This sign-in link is not valid",
-        reason,
+        &reason.to_string(),
     )
 }
 

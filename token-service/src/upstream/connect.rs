@@ -46,6 +46,35 @@ fn origin_of(url: &Url) -> Option<(String, String, u16)> {
     Some((url.scheme().to_string(), host, url.port_or_known_default()?))
 }
 
+/// Why a connect `redirect_url` was refused; the message is shown on the page and audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectUrlError {
+    #[error("redirect_url is required")]
+    Missing,
+    #[error("redirect_url is too long")]
+    TooLong,
+    #[error("redirect_url must not contain backslashes, spaces or control characters")]
+    ForbiddenCharacters,
+    #[error("redirect_url must be an absolute http(s) URL")]
+    NotAbsoluteHttp,
+    #[error("redirect_url must not contain a fragment")]
+    Fragment,
+    #[error("redirect_url must not carry user information")]
+    UserInformation,
+    #[error("redirect_url must not contain '//' in its path")]
+    DoubleSlash,
+    #[error("redirect_url must not contain encoded dots, slashes or backslashes in its path")]
+    EncodedSeparator,
+    #[error("redirect_url is not a valid URL")]
+    InvalidUrl,
+    #[error("redirect_url must name a host")]
+    NoHost,
+    #[error("redirect_url must use https (http only on a loopback host)")]
+    InsecureHttp,
+    #[error("redirect_url is not under a client route of this gateway")]
+    NotUnderClientRoute,
+}
+
 /// Checks a connect `redirect_url`: an absolute URL under a configured client route (same
 /// scheme, host and port, path under its prefix), https or http on a loopback host, without
 /// user information, fragment, backslashes, control characters or encoded separators. Returns
@@ -53,52 +82,50 @@ fn origin_of(url: &Url) -> Option<(String, String, u16)> {
 pub fn validate_redirect_url(
     raw: &str,
     client_routes: &[ClientRoute],
-) -> Result<String, &'static str> {
+) -> Result<String, RedirectUrlError> {
     if raw.is_empty() {
-        return Err("redirect_url is required");
+        return Err(RedirectUrlError::Missing);
     }
     if raw.len() > 4096 {
-        return Err("redirect_url is too long");
+        return Err(RedirectUrlError::TooLong);
     }
     if raw
         .chars()
         .any(|c| c == '\\' || c.is_control() || c.is_whitespace())
     {
-        return Err("redirect_url must not contain backslashes, spaces or control characters");
+        return Err(RedirectUrlError::ForbiddenCharacters);
     }
     let lower = raw.to_ascii_lowercase();
     let Some(rest) = lower
         .strip_prefix("https://")
         .or_else(|| lower.strip_prefix("http://"))
     else {
-        return Err("redirect_url must be an absolute http(s) URL");
+        return Err(RedirectUrlError::NotAbsoluteHttp);
     };
     if raw.contains('#') {
-        return Err("redirect_url must not contain a fragment");
+        return Err(RedirectUrlError::Fragment);
     }
     let before_query = rest.split('?').next().unwrap_or(rest);
     let (authority, path) = before_query.split_once('/').unwrap_or((before_query, ""));
     if authority.contains('@') {
-        return Err("redirect_url must not carry user information");
+        return Err(RedirectUrlError::UserInformation);
     }
     if path.contains("//") {
-        return Err("redirect_url must not contain '//' in its path");
+        return Err(RedirectUrlError::DoubleSlash);
     }
     if ["%2e", "%2f", "%5c"].iter().any(|e| path.contains(e)) || lower.contains("%5c") {
-        return Err(
-            "redirect_url must not contain encoded dots, slashes or backslashes in its path",
-        );
+        return Err(RedirectUrlError::EncodedSeparator);
     }
-    let url = Url::parse(raw).map_err(|_| "redirect_url is not a valid URL")?;
+    let url = Url::parse(raw).map_err(|_| RedirectUrlError::InvalidUrl)?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("redirect_url must not carry user information");
+        return Err(RedirectUrlError::UserInformation);
     }
-    let (scheme, host, port) = origin_of(&url).ok_or("redirect_url must name a host")?;
+    let (scheme, host, port) = origin_of(&url).ok_or(RedirectUrlError::NoHost)?;
     match scheme.as_str() {
         "https" => {}
         "http" if mcpgate_config::gateway::is_loopback_host(&host) => {}
-        "http" => return Err("redirect_url must use https (http only on a loopback host)"),
-        _ => return Err("redirect_url must be an absolute http(s) URL"),
+        "http" => return Err(RedirectUrlError::InsecureHttp),
+        _ => return Err(RedirectUrlError::NotAbsoluteHttp),
     }
     let path = url.path();
     let allowed = client_routes.iter().any(|r| {
@@ -108,7 +135,7 @@ pub fn validate_redirect_url(
             && !paths::is_gateway_path_under(path, &r.path_prefix)
     });
     if !allowed {
-        return Err("redirect_url is not under a client route of this gateway");
+        return Err(RedirectUrlError::NotUnderClientRoute);
     }
     Ok(url.to_string())
 }
@@ -368,8 +395,8 @@ async fn connect(
     let redirect_url = match validate_redirect_url(raw, &state.client_routes) {
         Ok(url) => url,
         Err(reason) => {
-            tracing::info!(target: "mcpgate::audit", event = "upstream_connect_refused", route = %route.resource, reason);
-            return bad_request("This connect link is not valid", reason);
+            tracing::info!(target: "mcpgate::audit", event = "upstream_connect_refused", route = %route.resource, reason = %reason);
+            return bad_request("This connect link is not valid", &reason.to_string());
         }
     };
     let t = now();

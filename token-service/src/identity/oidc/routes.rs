@@ -217,7 +217,7 @@ pub async fn start_handler(
                 return pages::error(
                     StatusCode::BAD_REQUEST,
                     "This sign-in link is not valid",
-                    reason,
+                    &reason.to_string(),
                 )
             }
         }
