@@ -70,6 +70,65 @@ pub enum ProviderError {
     Discovery(String),
 }
 
+/// Why a provider's metadata URLs could not be built or its metadata documents were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("the MCP server URL is invalid: {0}")]
+    InvalidMcpServerUrl(url::ParseError),
+    #[error("the issuer is not a URL: {0}")]
+    InvalidIssuer(url::ParseError),
+    #[error("protected-resource metadata is not JSON: {0}")]
+    ProtectedResourceNotJson(serde_json::Error),
+    #[error("protected-resource metadata must be a JSON object")]
+    ProtectedResourceNotObject,
+    #[error("protected-resource metadata: resource must be an absolute URL")]
+    ResourceNotAbsolute,
+    #[error("protected-resource metadata: resource must be an http(s) URL")]
+    ResourceNotHttp,
+    #[error("protected-resource metadata: resource must be a string")]
+    ResourceNotString,
+    #[error("protected-resource metadata names no authorization_servers")]
+    NoAuthorizationServers,
+    #[error("protected-resource metadata: authorization_servers[0] is not a URL")]
+    AuthorizationServerNotUrl,
+    #[error(
+        "protected-resource metadata: authorization_servers[0] must be an https URL without query"
+    )]
+    AuthorizationServerNotAllowed,
+    #[error("authorization-server metadata is not JSON: {0}")]
+    AuthorizationServerNotJson(serde_json::Error),
+    #[error("authorization-server metadata must be a JSON object")]
+    AuthorizationServerNotObject,
+    #[error("authorization-server metadata: issuer {found:?} is not the expected {expected:?}")]
+    IssuerMismatch { found: String, expected: String },
+    #[error("authorization-server metadata has no {0}")]
+    MissingEndpoint(String),
+    #[error("authorization-server metadata: {0} is not a URL")]
+    EndpointNotUrl(String),
+    #[error("authorization-server metadata: {0} must be https (http for loopback only)")]
+    EndpointNotAllowed(String),
+    #[error("the provider does not support PKCE S256 (code_challenge_methods_supported)")]
+    NoS256,
+}
+
+/// Discovery errors reach pages and logs as text inside [`ProviderError::Discovery`] (which is
+/// cached with the endpoints, so it stays `Clone + Eq`).
+impl From<DiscoveryError> for ProviderError {
+    fn from(e: DiscoveryError) -> Self {
+        Self::Discovery(e.to_string())
+    }
+}
+
+/// Why a provider's answer could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("the answer is too large")]
+    TooLarge,
+    /// The transport failed ([`describe`]d: no URL).
+    #[error("{0}")]
+    Transport(String),
+}
+
 /// The RFC 9728 document's part that matters here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtectedResource {
@@ -110,8 +169,8 @@ pub fn provider_url_allowed(url: &Url) -> bool {
 }
 
 /// RFC 9728 §3.1: the path-inserted document of the MCP server's URL, then the root document.
-pub fn protected_resource_metadata_urls(resource: &str) -> Result<Vec<Url>, String> {
-    let url = Url::parse(resource).map_err(|e| format!("the MCP server URL is invalid: {e}"))?;
+pub fn protected_resource_metadata_urls(resource: &str) -> Result<Vec<Url>, DiscoveryError> {
+    let url = Url::parse(resource).map_err(DiscoveryError::InvalidMcpServerUrl)?;
     let path = url.path().trim_end_matches('/').to_string();
     let mut out = Vec::new();
     for p in [path.as_str(), ""] {
@@ -127,37 +186,32 @@ pub fn protected_resource_metadata_urls(resource: &str) -> Result<Vec<Url>, Stri
 }
 
 /// Parses an RFC 9728 document: its `resource` and the first of `authorization_servers`.
-pub fn parse_protected_resource(body: &[u8]) -> Result<ProtectedResource, String> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| format!("protected-resource metadata is not JSON: {e}"))?;
+pub fn parse_protected_resource(body: &[u8]) -> Result<ProtectedResource, DiscoveryError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(DiscoveryError::ProtectedResourceNotJson)?;
     let obj = value
         .as_object()
-        .ok_or("protected-resource metadata must be a JSON object")?;
+        .ok_or(DiscoveryError::ProtectedResourceNotObject)?;
     let resource = match obj.get("resource") {
         None => None,
         Some(serde_json::Value::String(r)) => {
-            let url = Url::parse(r)
-                .map_err(|_| "protected-resource metadata: resource must be an absolute URL")?;
+            let url = Url::parse(r).map_err(|_| DiscoveryError::ResourceNotAbsolute)?;
             if url.scheme() != "https" && url.scheme() != "http" {
-                return Err("protected-resource metadata: resource must be an http(s) URL".into());
+                return Err(DiscoveryError::ResourceNotHttp);
             }
             Some(r.clone())
         }
-        Some(_) => return Err("protected-resource metadata: resource must be a string".into()),
+        Some(_) => return Err(DiscoveryError::ResourceNotString),
     };
     let server = obj
         .get("authorization_servers")
         .and_then(|v| v.as_array())
         .and_then(|a| a.first())
         .and_then(|v| v.as_str())
-        .ok_or("protected-resource metadata names no authorization_servers")?;
-    let url = Url::parse(server)
-        .map_err(|_| "protected-resource metadata: authorization_servers[0] is not a URL")?;
+        .ok_or(DiscoveryError::NoAuthorizationServers)?;
+    let url = Url::parse(server).map_err(|_| DiscoveryError::AuthorizationServerNotUrl)?;
     if !provider_url_allowed(&url) || url.query().is_some() {
-        return Err(
-            "protected-resource metadata: authorization_servers[0] must be an https URL without query"
-                .into(),
-        );
+        return Err(DiscoveryError::AuthorizationServerNotAllowed);
     }
     Ok(ProtectedResource {
         resource,
@@ -167,8 +221,8 @@ pub fn parse_protected_resource(body: &[u8]) -> Result<ProtectedResource, String
 
 /// RFC 8414 §3.1 (path insertion), then OpenID Connect discovery: path-inserted for issuers
 /// with a path, then appended.
-pub fn authorization_server_metadata_urls(issuer: &str) -> Result<Vec<Url>, String> {
-    let url = Url::parse(issuer).map_err(|e| format!("the issuer is not a URL: {e}"))?;
+pub fn authorization_server_metadata_urls(issuer: &str) -> Result<Vec<Url>, DiscoveryError> {
+    let url = Url::parse(issuer).map_err(DiscoveryError::InvalidIssuer)?;
     let path = url.path().trim_end_matches('/').to_string();
     let mut out: Vec<Url> = Vec::new();
     let mut push = |p: String| {
@@ -192,29 +246,28 @@ pub fn parse_authorization_server(
     body: &[u8],
     issuer: &str,
     resource: Option<String>,
-) -> Result<ProviderEndpoints, String> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| format!("authorization-server metadata is not JSON: {e}"))?;
+) -> Result<ProviderEndpoints, DiscoveryError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(DiscoveryError::AuthorizationServerNotJson)?;
     let obj = value
         .as_object()
-        .ok_or("authorization-server metadata must be a JSON object")?;
+        .ok_or(DiscoveryError::AuthorizationServerNotObject)?;
     let found_issuer = obj.get("issuer").and_then(|v| v.as_str()).unwrap_or("");
     if found_issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
-        return Err(format!(
-            "authorization-server metadata: issuer {found_issuer:?} is not the expected {issuer:?}"
-        ));
+        return Err(DiscoveryError::IssuerMismatch {
+            found: found_issuer.to_string(),
+            expected: issuer.to_string(),
+        });
     }
-    let endpoint = |name: &str| -> Result<String, String> {
+    let endpoint = |name: &str| -> Result<String, DiscoveryError> {
         let value = obj
             .get(name)
             .and_then(|v| v.as_str())
-            .ok_or_else(|| format!("authorization-server metadata has no {name}"))?;
-        let url = Url::parse(value)
-            .map_err(|_| format!("authorization-server metadata: {name} is not a URL"))?;
+            .ok_or_else(|| DiscoveryError::MissingEndpoint(name.to_string()))?;
+        let url =
+            Url::parse(value).map_err(|_| DiscoveryError::EndpointNotUrl(name.to_string()))?;
         if !provider_url_allowed(&url) {
-            return Err(format!(
-                "authorization-server metadata: {name} must be https (http for loopback only)"
-            ));
+            return Err(DiscoveryError::EndpointNotAllowed(name.to_string()));
         }
         Ok(value.to_string())
     };
@@ -229,9 +282,7 @@ pub fn parse_authorization_server(
     };
     if let Some(methods) = strings("code_challenge_methods_supported") {
         if !methods.iter().any(|m| m == "S256") {
-            return Err(
-                "the provider does not support PKCE S256 (code_challenge_methods_supported)".into(),
-            );
+            return Err(DiscoveryError::NoS256);
         }
     }
     // RFC 8414's default is client_secret_basic; use the form body only when the provider
@@ -285,17 +336,21 @@ enum TokenHttpError {
     Unavailable(String),
 }
 
-async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, ReadError> {
     if response
         .content_length()
         .is_some_and(|len| len > MAX_BODY_BYTES as u64)
     {
-        return Err("the answer is too large".into());
+        return Err(ReadError::TooLarge);
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(describe)? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ReadError::Transport(describe(e)))?
+    {
         if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err("the answer is too large".into());
+            return Err(ReadError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
@@ -322,7 +377,7 @@ async fn send_token_request(
         .cloned();
     let body = read_limited(response)
         .await
-        .map_err(TokenHttpError::Unavailable)?;
+        .map_err(|e| TokenHttpError::Unavailable(e.to_string()))?;
     let code = error_code(&body);
     let with_code = |what: String| match &code {
         Some(c) => format!("{what} ({c})"),
@@ -507,12 +562,9 @@ impl UpstreamOAuth {
     /// RFC 9728 then RFC 8414 from the MCP server's URL.
     pub async fn discover(&self, mcp_server_url: &str) -> Result<ProviderEndpoints, ProviderError> {
         let mut protected = None;
-        for url in
-            protected_resource_metadata_urls(mcp_server_url).map_err(ProviderError::Discovery)?
-        {
+        for url in protected_resource_metadata_urls(mcp_server_url)? {
             if let Some(body) = self.fetch_json(&url).await? {
-                protected =
-                    Some(parse_protected_resource(&body).map_err(ProviderError::Discovery)?);
+                protected = Some(parse_protected_resource(&body)?);
                 break;
             }
         }
@@ -528,10 +580,9 @@ impl UpstreamOAuth {
                 .unwrap_or_else(|| mcp_server_url.to_string()),
         );
         let issuer = &protected.authorization_server;
-        for url in authorization_server_metadata_urls(issuer).map_err(ProviderError::Discovery)? {
+        for url in authorization_server_metadata_urls(issuer)? {
             if let Some(body) = self.fetch_json(&url).await? {
-                return parse_authorization_server(&body, issuer, resource)
-                    .map_err(ProviderError::Discovery);
+                return Ok(parse_authorization_server(&body, issuer, resource)?);
             }
         }
         Err(ProviderError::Discovery(format!(
@@ -614,7 +665,7 @@ impl UpstreamOAuth {
 mod tests {
     use super::*;
 
-    fn strings(urls: Result<Vec<Url>, String>) -> Vec<String> {
+    fn strings(urls: Result<Vec<Url>, DiscoveryError>) -> Vec<String> {
         urls.expect("urls").into_iter().map(String::from).collect()
     }
 
@@ -737,11 +788,13 @@ mod tests {
             "https://as.example",
             None,
         )
-        .expect_err("no S256");
+        .expect_err("no S256")
+        .to_string();
         assert!(plain_only.contains("S256"), "{plain_only}");
         let other_issuer =
             parse_authorization_server(doc("").as_bytes(), "https://evil.example", None)
-                .expect_err("issuer mismatch");
+                .expect_err("issuer mismatch")
+                .to_string();
         assert!(other_issuer.contains("issuer"), "{other_issuer}");
         assert!(parse_authorization_server(
             br#"{"issuer":"https://as.example","authorization_endpoint":"http://as.example/a","token_endpoint":"https://as.example/t"}"#,
@@ -755,6 +808,7 @@ mod tests {
             None
         )
         .unwrap_err()
+        .to_string()
         .contains("token_endpoint"));
     }
 
