@@ -6,20 +6,20 @@
 
 use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use mcpgate_config::gateway::{ClientRoute, ServerRoute};
 use mcpgate_config::paths;
 use serde::Deserialize;
 
 use crate::clients::Client;
 use crate::clock::{now, secs};
-use crate::http::error::{internal_error_page, PageError};
+use crate::http::error::PageError;
 use crate::http::pages;
 use crate::http::{redirect, request_host};
 use crate::identity::oidc::sign_in_choices;
 use crate::identity::session;
 use crate::identity::users::{self, UserClaims};
-use crate::oauth::authorize::{expired_request_page, redirect_host, RequestQuery};
+use crate::oauth::authorize::{expired_request, redirect_host, RequestQuery};
 use crate::oauth::opaque_token;
 use crate::state::{AppState, SharedState};
 use crate::store::{PendingAuthorization, Session};
@@ -133,12 +133,10 @@ pub fn validate_return_to(
     Err(ReturnToError::NotUnderClientRoute)
 }
 
-fn invalid_return_to_page(reason: ReturnToError) -> Response {
-    pages::error(
-        StatusCode::BAD_REQUEST,
-        "This sign-in link is not valid",
-        &reason.to_string(),
-    )
+impl From<ReturnToError> for PageError {
+    fn from(reason: ReturnToError) -> Self {
+        PageError::bad_request("This sign-in link is not valid", reason)
+    }
 }
 
 /// A form POST must come from a page on the host it is posted to (login CSRF): a browser's
@@ -164,25 +162,24 @@ async fn sign_in_to_return_form(
     state: &SharedState,
     headers: &HeaderMap,
     return_to: &str,
-) -> Response {
-    let (target, label) = match validate_return_to(return_to, &state.client_routes, &state.routes) {
-        Ok(found) => found,
-        Err(reason) => return invalid_return_to_page(reason),
-    };
-    match session::current(&state.store, headers, state.issuer_https, now()).await {
-        Ok(Some(_)) => redirect(StatusCode::FOUND, &target),
-        Ok(None) => pages::respond(
-            StatusCode::OK,
-            pages::sign_in_to_return(
-                return_to,
-                &label,
-                "",
-                false,
-                &sign_in_choices(&state.config),
-            ),
-        ),
-        Err(e) => internal_error_page(&e),
+) -> Result<Response, PageError> {
+    let (target, label) = validate_return_to(return_to, &state.client_routes, &state.routes)?;
+    if session::current(&state.store, headers, state.issuer_https, now())
+        .await?
+        .is_some()
+    {
+        return Ok(redirect(StatusCode::FOUND, &target));
     }
+    Ok(pages::respond(
+        StatusCode::OK,
+        pages::sign_in_to_return(
+            return_to,
+            &label,
+            "",
+            false,
+            &sign_in_choices(&state.config),
+        ),
+    ))
 }
 
 /// POST /.mcpgate/sign_in with `return_to`: sign in, then back to the client route.
@@ -191,30 +188,21 @@ async fn sign_in_to_return(
     headers: &HeaderMap,
     uri: &Uri,
     form: SignInForm,
-) -> Response {
-    let (target, label) =
-        match validate_return_to(&form.return_to, &state.client_routes, &state.routes) {
-            Ok(found) => found,
-            Err(reason) => return invalid_return_to_page(reason),
-        };
+) -> Result<Response, PageError> {
+    let (target, label) = validate_return_to(&form.return_to, &state.client_routes, &state.routes)?;
     if !same_origin_post(headers, uri) {
-        return pages::error(
-            StatusCode::FORBIDDEN,
+        return Err(PageError::forbidden(
             "This sign-in form is not valid",
             "It was not sent from this gateway's sign-in page.",
-        );
+        ));
     }
-    let user = match verify_user(
+    let user = verify_user(
         &state.metrics,
         state.config.token_service.users_file.as_deref(),
         &form.username,
         form.password,
     )
-    .await
-    {
-        Ok(user) => user,
-        Err(e) => return e.into_response(),
-    };
+    .await?;
     let Some(user) = user else {
         tracing::info!(target: "mcpgate::audit", event = "sign_in_failed", user = %form.username, route = %label);
         let page = pages::sign_in_to_return(
@@ -224,17 +212,14 @@ async fn sign_in_to_return(
             true,
             &sign_in_choices(&state.config),
         );
-        return pages::respond(StatusCode::UNAUTHORIZED, page);
+        return Ok(pages::respond(StatusCode::UNAUTHORIZED, page));
     };
     let t = now();
-    let (cookie, session) = match start_session(state, &user, t).await {
-        Ok(found) => found,
-        Err(e) => return e.into_response(),
-    };
+    let (cookie, session) = start_session(state, &user, t).await?;
     tracing::info!(target: "mcpgate::audit", event = "sign_in", user = %user.username, sid = %session.sid, route = %label);
     let mut response = redirect(StatusCode::SEE_OTHER, &target);
     response.headers_mut().insert(header::SET_COOKIE, cookie);
-    response
+    Ok(response)
 }
 
 /// Checks a username and password against the users file (off the async threads).
@@ -289,23 +274,19 @@ pub async fn sign_in_form_handler(
     State(state): State<SharedState>,
     headers: HeaderMap,
     axum::extract::Query(q): axum::extract::Query<RequestQuery>,
-) -> Response {
+) -> Result<Response, PageError> {
     if q.request.is_empty() {
         if let Some(return_to) = q.return_to.as_deref().filter(|r| !r.is_empty()) {
             return sign_in_to_return_form(&state, &headers, return_to).await;
         }
     }
-    let pending = match state
+    let pending = state
         .store
         .pending(&opaque_token::hash(&q.request), now())
-        .await
-    {
-        Ok(Some(p)) => p,
-        Ok(None) => return expired_request_page(),
-        Err(e) => return internal_error_page(&e),
-    };
+        .await?
+        .ok_or_else(expired_request)?;
     let client = state.client(&pending.client_id).await.ok().flatten();
-    pages::respond(
+    Ok(pages::respond(
         StatusCode::OK,
         pages::sign_in(
             &q.request,
@@ -314,7 +295,7 @@ pub async fn sign_in_form_handler(
             false,
             &sign_in_choices(&state.config),
         ),
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -335,31 +316,23 @@ pub async fn sign_in_handler(
     headers: HeaderMap,
     uri: Uri,
     Form(form): Form<SignInForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     if form.request.is_empty() && !form.return_to.is_empty() {
         return sign_in_to_return(&state, &headers, &uri, form).await;
     }
     let t = now();
-    let pending = match state
+    let pending = state
         .store
         .pending(&opaque_token::hash(&form.request), t)
-        .await
-    {
-        Ok(Some(p)) => p,
-        Ok(None) => return expired_request_page(),
-        Err(e) => return internal_error_page(&e),
-    };
-    let user = match verify_user(
+        .await?
+        .ok_or_else(expired_request)?;
+    let user = verify_user(
         &state.metrics,
         state.config.token_service.users_file.as_deref(),
         &form.username,
         form.password,
     )
-    .await
-    {
-        Ok(user) => user,
-        Err(e) => return e.into_response(),
-    };
+    .await?;
     let Some(user) = user else {
         tracing::info!(target: "mcpgate::audit", event = "sign_in_failed", user = %form.username, client_id = %pending.client_id);
         let client = state.client(&pending.client_id).await.ok().flatten();
@@ -370,17 +343,14 @@ pub async fn sign_in_handler(
             true,
             &sign_in_choices(&state.config),
         );
-        return pages::respond(StatusCode::UNAUTHORIZED, page);
+        return Ok(pages::respond(StatusCode::UNAUTHORIZED, page));
     };
-    let (cookie, session) = match start_session(&state, &user, t).await {
-        Ok(found) => found,
-        Err(e) => return e.into_response(),
-    };
+    let (cookie, session) = start_session(&state, &user, t).await?;
     tracing::info!(target: "mcpgate::audit", event = "sign_in", user = %user.username, sid = %session.sid, client_id = %pending.client_id);
     let mut response = redirect(
         StatusCode::SEE_OTHER,
         &format!("{}?request={}", paths::CONSENT, form.request),
     );
     response.headers_mut().insert(header::SET_COOKIE, cookie);
-    response
+    Ok(response)
 }

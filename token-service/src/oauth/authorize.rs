@@ -4,7 +4,7 @@
 
 use axum::extract::{Form, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use mcpgate_config::gateway::ServerRoute;
 use mcpgate_config::paths;
 use serde::Deserialize;
@@ -196,10 +196,6 @@ pub(crate) fn expired_request() -> PageError {
         "This sign-in request is no longer valid",
         "It has expired or was already completed.",
     )
-}
-
-pub(crate) fn expired_request_page() -> Response {
-    expired_request().into_response()
 }
 
 async fn client_for_page(state: &AppState, client_id: &str) -> Result<Client, PageError> {
