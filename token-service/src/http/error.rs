@@ -2,6 +2,8 @@
 //! went wrong, a redirect (e.g. to sign in first), or the internal-error page. Internal errors
 //! are logged here; no page or log line carries a token, secret or password.
 
+use std::borrow::Cow;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -13,7 +15,7 @@ pub enum PageError {
     #[error("{title}: {message}")]
     Page {
         status: StatusCode,
-        title: &'static str,
+        title: Cow<'static, str>,
         message: String,
     },
     /// The browser must go elsewhere first (`Location`, never cached).
@@ -27,11 +29,24 @@ pub enum PageError {
 }
 
 impl PageError {
+    /// A page with `status`.
+    pub fn page(
+        status: StatusCode,
+        title: impl Into<Cow<'static, str>>,
+        message: impl std::fmt::Display,
+    ) -> Self {
+        Self::Page {
+            status,
+            title: title.into(),
+            message: message.to_string(),
+        }
+    }
+
     /// A 400 page.
     pub fn bad_request(title: &'static str, message: impl std::fmt::Display) -> Self {
         Self::Page {
             status: StatusCode::BAD_REQUEST,
-            title,
+            title: title.into(),
             message: message.to_string(),
         }
     }
@@ -40,7 +55,7 @@ impl PageError {
     pub fn forbidden(title: &'static str, message: impl std::fmt::Display) -> Self {
         Self::Page {
             status: StatusCode::FORBIDDEN,
-            title,
+            title: title.into(),
             message: message.to_string(),
         }
     }
@@ -72,7 +87,7 @@ impl IntoResponse for PageError {
                 status,
                 title,
                 message,
-            } => pages::error(status, title, &message),
+            } => pages::error(status, &title, &message),
             Self::Redirect { status, location } => redirect(status, &location),
             Self::Internal(e) => internal_error_page(&e),
         }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::clock::now;
-use crate::http::pages;
+use crate::http::error::PageError;
 use crate::http::params::Params;
 use crate::http::request_host;
 use crate::identity::session;
@@ -199,34 +199,31 @@ fn verifier_aad(state_hash: &str) -> Vec<u8> {
 
 // --- responses -------------------------------------------------------------------------------
 
-fn redirect(status: StatusCode, location: &str) -> Response {
+/// Unlike [`crate::http::redirect`], which drops a `Location` that is not a header value and
+/// sends no `Referrer-Policy`: these redirects leave the connect URL (its `redirect_url`) and the
+/// callback URL (its `code` and `state`), so the next site must not see them as the referrer,
+/// and a destination that cannot be sent is an internal error rather than a bare 302.
+fn redirect(status: StatusCode, location: &str) -> Result<Response, PageError> {
+    let value = HeaderValue::from_str(location)
+        .map_err(|_| anyhow::anyhow!("redirect location is not a header value"))?;
     let mut response = status.into_response();
-    match HeaderValue::from_str(location) {
-        Ok(value) => {
-            response.headers_mut().insert(header::LOCATION, value);
-        }
-        Err(_) => {
-            return internal_error_page(anyhow::anyhow!("redirect location is not a header value"))
-        }
-    }
     let h = response.headers_mut();
+    h.insert(header::LOCATION, value);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    response
+    Ok(response)
 }
 
-fn internal_error_page(e: anyhow::Error) -> Response {
-    crate::http::error::internal_error_page(&e)
+impl From<RedirectUrlError> for PageError {
+    fn from(reason: RedirectUrlError) -> Self {
+        PageError::bad_request("This connect link is not valid", reason)
+    }
 }
 
-fn bad_request(title: &str, message: &str) -> Response {
-    pages::error(StatusCode::BAD_REQUEST, title, message)
-}
-
-fn provider_error_page(route: &ServerRoute, e: &ProviderError) -> Response {
+fn provider_error_page(route: &ServerRoute, e: &ProviderError) -> PageError {
     let (status, title) = match e {
         ProviderError::Rejected(_) => (
             StatusCode::BAD_REQUEST,
@@ -240,7 +237,7 @@ fn provider_error_page(route: &ServerRoute, e: &ProviderError) -> Response {
             ),
         ),
     };
-    pages::error(status, &title, &e.to_string())
+    PageError::page(status, title, e)
 }
 
 // --- starting the trip -----------------------------------------------------------------------
@@ -255,33 +252,24 @@ async fn begin(
     username: &str,
     after: After,
     status: StatusCode,
-) -> Response {
+) -> Result<Response, PageError> {
     let oauth = &state.upstream.oauth;
-    let endpoints = match oauth.endpoints(route, config).await {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(route = %route.resource, error = %e, "upstream provider unavailable");
-            return provider_error_page(route, &e);
-        }
-    };
-    let cipher = match state.upstream.cipher() {
-        Ok(c) => c,
-        Err(e) => return internal_error_page(e),
-    };
+    let endpoints = oauth.endpoints(route, config).await.map_err(|e| {
+        tracing::warn!(route = %route.resource, error = %e, "upstream provider unavailable");
+        provider_error_page(route, &e)
+    })?;
+    let cipher = state.upstream.cipher()?;
     let state_value = opaque_token::generate();
     let state_hash = opaque_token::hash(&state_value);
     let verifier = opaque_token::generate();
     let (verifier_ciphertext, verifier_nonce) =
-        match cipher.seal(&verifier_aad(&state_hash), verifier.as_bytes()) {
-            Ok(sealed) => sealed,
-            Err(e) => return internal_error_page(e),
-        };
+        cipher.seal(&verifier_aad(&state_hash), verifier.as_bytes())?;
     let (redirect_url, pending) = match after {
         After::Redirect(url) => (Some(url), None),
-        After::Authorization(p) => match serde_json::to_string(&p) {
-            Ok(json) => (None, Some(json)),
-            Err(e) => return internal_error_page(e.into()),
-        },
+        After::Authorization(p) => (
+            None,
+            Some(serde_json::to_string(&p).map_err(anyhow::Error::from)?),
+        ),
     };
     let row = UpstreamState {
         sid: session.sid.clone(),
@@ -294,23 +282,17 @@ async fn begin(
     };
     let t = now();
     let expires_at = t + STATE_LIFETIME_SECS;
-    if let Err(e) = state
+    state
         .store
         .insert_upstream_state(&state_hash, &row, t, expires_at)
-        .await
-    {
-        return internal_error_page(e);
-    }
-    let url = match oauth.authorization_url(
+        .await?;
+    let url = oauth.authorization_url(
         config,
         &endpoints,
         &callback_url(&state.issuer),
         &state_value,
         &verifier,
-    ) {
-        Ok(url) => url,
-        Err(e) => return internal_error_page(e),
-    };
+    )?;
     tracing::info!(target: "mcpgate::audit", event = "upstream_connect_started", user = %username, route = %route.resource);
     redirect(status, &url)
 }
@@ -330,9 +312,9 @@ pub(crate) async fn upstream_hop(
         .iter()
         .find(|r| r.resource == pending.resource)?;
     let config = route.upstream_oauth2.as_ref()?;
-    match tokens::status(state, &user.username, route).await {
-        Ok(Some(_)) => None,
-        Ok(None) => Some(
+    let answer = match tokens::status(state, &user.username, route).await {
+        Ok(Some(_)) => return None,
+        Ok(None) => {
             begin(
                 state,
                 route,
@@ -342,10 +324,11 @@ pub(crate) async fn upstream_hop(
                 After::Authorization(CarriedAuthorization::from_pending(pending)),
                 status,
             )
-            .await,
-        ),
-        Err(e) => Some(internal_error_page(e)),
-    }
+            .await
+        }
+        Err(e) => Err(e.into()),
+    };
+    Some(answer.unwrap_or_else(IntoResponse::into_response))
 }
 
 /// Any request no other route matched: `<server route>/.mcpgate/mcp/connect` (Envoy passes the
@@ -356,9 +339,9 @@ pub async fn fallback_handler(
     headers: HeaderMap,
     uri: Uri,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> Result<Response, PageError> {
     let Some(prefix) = uri.path().strip_suffix(paths::MCP_CONNECT_SUFFIX) else {
-        return StatusCode::NOT_FOUND.into_response();
+        return Ok(StatusCode::NOT_FOUND.into_response());
     };
     let host = request_host(&headers, &uri);
     let Some(route) = state
@@ -366,10 +349,10 @@ pub async fn fallback_handler(
         .iter()
         .find(|r| r.path_prefix == prefix && resources::host_matches(r, &host))
     else {
-        return StatusCode::NOT_FOUND.into_response();
+        return Ok(StatusCode::NOT_FOUND.into_response());
     };
     if method != Method::GET {
-        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+        return Ok(StatusCode::METHOD_NOT_ALLOWED.into_response());
     }
     connect(&state, &headers, route, query.as_deref().unwrap_or("")).await
 }
@@ -380,53 +363,42 @@ async fn connect(
     headers: &HeaderMap,
     route: &ServerRoute,
     query: &str,
-) -> Response {
+) -> Result<Response, PageError> {
+    const INVALID: &str = "This connect link is not valid";
     let params = Params::parse(query);
-    let raw = match params.single("redirect_url") {
-        Ok(Some(raw)) => raw,
-        Ok(None) => {
-            return bad_request(
-                "This connect link is not valid",
-                "redirect_url is required.",
-            )
-        }
-        Err(e) => return bad_request("This connect link is not valid", &e.to_string()),
-    };
-    let redirect_url = match validate_redirect_url(raw, &state.client_routes) {
-        Ok(url) => url,
-        Err(reason) => {
-            tracing::info!(target: "mcpgate::audit", event = "upstream_connect_refused", route = %route.resource, reason = %reason);
-            return bad_request("This connect link is not valid", &reason.to_string());
-        }
-    };
+    let raw = params
+        .single("redirect_url")
+        .map_err(|e| PageError::bad_request(INVALID, e))?
+        .ok_or_else(|| PageError::bad_request(INVALID, "redirect_url is required."))?;
+    let redirect_url = validate_redirect_url(raw, &state.client_routes).inspect_err(|reason| {
+        tracing::info!(target: "mcpgate::audit", event = "upstream_connect_refused", route = %route.resource, reason = %reason);
+    })?;
     let t = now();
-    let (session, user) = match session::current(&state.store, headers, state.issuer_https, t).await
-    {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            let back = format!(
-                "{}?{}",
-                route.connect_url,
-                url::form_urlencoded::Serializer::new(String::new())
-                    .append_pair("redirect_url", &redirect_url)
-                    .finish()
-            );
-            return redirect(StatusCode::FOUND, &sign_in::sign_in_redirect(&back));
-        }
-        Err(e) => return internal_error_page(e),
-    };
+    let (session, user) =
+        match session::current(&state.store, headers, state.issuer_https, t).await? {
+            Some(found) => found,
+            None => {
+                let back = format!(
+                    "{}?{}",
+                    route.connect_url,
+                    url::form_urlencoded::Serializer::new(String::new())
+                        .append_pair("redirect_url", &redirect_url)
+                        .finish()
+                );
+                return redirect(StatusCode::FOUND, &sign_in::sign_in_redirect(&back));
+            }
+        };
     // Only users the route's policy lets in may connect its provider.
     let identity = crate::internal_api::session_identity(state, &user, &session.sid);
     let allowed =
         crate::internal_api::allowed_routes(state, &identity).any(|r| r.resource == route.resource);
     if !allowed {
         tracing::info!(target: "mcpgate::audit", event = "upstream_connect_refused", user = %user.username, route = %route.resource, reason = "policy");
-        return pages::error(
-            StatusCode::FORBIDDEN,
+        return Err(PageError::forbidden(
             "You cannot use this MCP server",
             "The gateway's policy for this server does not include your account, so there is \
              nothing to connect.",
-        );
+        ));
     }
     let Some(config) = &route.upstream_oauth2 else {
         return redirect(StatusCode::FOUND, &redirect_url);
@@ -455,65 +427,60 @@ pub async fn callback_handler(
     State(state): State<SharedState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-) -> Response {
+) -> Result<Response, PageError> {
     let params = Params::parse(query.as_deref().unwrap_or(""));
     const INVALID: &str = "This sign-in response is not valid";
-    let state_value = match params.single("state") {
-        Ok(Some(s)) => s,
-        _ => return bad_request(INVALID, "It carries no state (or more than one)."),
+    let no_longer_valid = || {
+        PageError::bad_request(
+            "This sign-in is no longer valid",
+            "It has expired or was already completed. Start again from your application.",
+        )
+    };
+    let Ok(Some(state_value)) = params.single("state") else {
+        return Err(PageError::bad_request(
+            INVALID,
+            "It carries no state (or more than one).",
+        ));
     };
     let t = now();
     let state_hash = opaque_token::hash(state_value);
-    let row = match state.store.upstream_state(&state_hash, t).await {
-        Ok(Some(row)) => row,
-        Ok(None) => {
-            return bad_request(
-                "This sign-in is no longer valid",
-                "It has expired or was already completed. Start again from your application.",
-            )
-        }
-        Err(e) => return internal_error_page(e),
-    };
+    let row = state
+        .store
+        .upstream_state(&state_hash, t)
+        .await?
+        .ok_or_else(no_longer_valid)?;
     let (session, user) = match session::current(&state.store, &headers, state.issuer_https, t)
-        .await
+        .await?
     {
-        Ok(Some((session, user))) if session.sid == row.sid && user.username == row.username => {
+        Some((session, user)) if session.sid == row.sid && user.username == row.username => {
             (session, user)
         }
-        Ok(_) => {
+        _ => {
             tracing::warn!(target: "mcpgate::audit", event = "upstream_callback_refused", user = %row.username, route = %row.route, reason = "session mismatch");
-            return bad_request(
+            return Err(PageError::bad_request(
                 INVALID,
                 "It was not started in this browser session. Start again from your application.",
-            );
+            ));
         }
-        Err(e) => return internal_error_page(e),
     };
-    match state
+    if !state
         .store
         .consume_upstream_state(&state_hash, &session.sid, t)
-        .await
+        .await?
     {
-        Ok(true) => {}
-        Ok(false) => {
-            return bad_request(
-                "This sign-in is no longer valid",
-                "It has expired or was already completed. Start again from your application.",
-            )
-        }
-        Err(e) => return internal_error_page(e),
+        return Err(no_longer_valid());
     }
     let Some(route) = state.routes.iter().find(|r| r.resource == row.route) else {
-        return bad_request(
+        return Err(PageError::bad_request(
             INVALID,
             "The MCP server it was for is no longer configured.",
-        );
+        ));
     };
     let Some(config) = &route.upstream_oauth2 else {
-        return bad_request(
+        return Err(PageError::bad_request(
             INVALID,
             "The MCP server it was for no longer uses a sign-in provider.",
-        );
+        ));
     };
     if let Ok(Some(error)) = params.single("error") {
         let error = provider_text(error, 64);
@@ -527,26 +494,24 @@ pub async fn callback_handler(
             Some(d) => format!("The provider answered {error}: {d}"),
             None => format!("The provider answered {error}."),
         };
-        return pages::error(
+        return Err(PageError::page(
             StatusCode::BAD_REQUEST,
-            &format!("{} was not connected", route.name),
-            &message,
-        );
+            format!("{} was not connected", route.name),
+            message,
+        ));
     }
-    let code = match params.single("code") {
-        Ok(Some(code)) => code,
-        _ => return bad_request(INVALID, "It carries no authorization code."),
+    let Ok(Some(code)) = params.single("code") else {
+        return Err(PageError::bad_request(
+            INVALID,
+            "It carries no authorization code.",
+        ));
     };
-    let verifier = match state.upstream.cipher().and_then(|c| {
-        c.open(
-            &verifier_aad(&state_hash),
-            &row.verifier_ciphertext,
-            &row.verifier_nonce,
-        )
-    }) {
-        Ok(v) => String::from_utf8_lossy(&v).into_owned(),
-        Err(e) => return internal_error_page(e),
-    };
+    let verifier = state.upstream.cipher()?.open(
+        &verifier_aad(&state_hash),
+        &row.verifier_ciphertext,
+        &row.verifier_nonce,
+    )?;
+    let verifier = String::from_utf8_lossy(&verifier).into_owned();
     let oauth = &state.upstream.oauth;
     let exchanged = match oauth.endpoints(route, config).await {
         Ok(endpoints) => {
@@ -562,29 +527,25 @@ pub async fn callback_handler(
         }
         Err(e) => Err(e),
     };
-    let tokens = match exchanged {
-        Ok(tokens) => tokens,
-        Err(e) => {
-            tracing::warn!(target: "mcpgate::audit", event = "upstream_connect_failed", user = %user.username, route = %route.resource, reason = %e);
-            return provider_error_page(route, &e);
-        }
-    };
+    let tokens = exchanged.map_err(|e| {
+        tracing::warn!(target: "mcpgate::audit", event = "upstream_connect_failed", user = %user.username, route = %route.resource, reason = %e);
+        provider_error_page(route, &e)
+    })?;
     let t = now();
-    if let Err(e) = tokens::store(&state, &user.username, route, &tokens, t).await {
-        return internal_error_page(e);
-    }
+    tokens::store(&state, &user.username, route, &tokens, t).await?;
     tracing::info!(target: "mcpgate::audit", event = "upstream_connect", user = %user.username, route = %route.resource, expires_in = ?tokens.expires_in, refreshable = tokens.refresh_token.is_some());
     match (row.pending, row.redirect_url) {
-        (Some(pending), _) => match serde_json::from_str::<CarriedAuthorization>(&pending) {
-            Ok(carried) => {
-                let pending = carried.into_pending(&session.sid);
+        (Some(pending), _) => {
+            let carried = serde_json::from_str::<CarriedAuthorization>(&pending)
+                .map_err(anyhow::Error::from)?;
+            let pending = carried.into_pending(&session.sid);
+            Ok(
                 authorize::issue_code(&state, &pending, &session, &user, t, StatusCode::SEE_OTHER)
-                    .await
-            }
-            Err(e) => internal_error_page(e.into()),
-        },
+                    .await,
+            )
+        }
         (None, Some(url)) => redirect(StatusCode::SEE_OTHER, &url),
-        (None, None) => internal_error_page(anyhow::anyhow!("upstream state has no destination")),
+        (None, None) => Err(anyhow::anyhow!("upstream state has no destination").into()),
     }
 }
 
