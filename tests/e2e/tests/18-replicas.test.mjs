@@ -2,7 +2,7 @@
 // several token-service replicas"): `envoy.token_service_endpoints`, round robin, each replica
 // started with `serve --listen --internal-listen` on one gateway file, both at once on empty key
 // files. Every flow is asserted to have been served by both replicas (their request logs, written by
-// tower_http at debug level; health checks left out):
+// the token service's telemetry middleware at debug level; health checks left out):
 //   - on the machine's PostgreSQL (127.0.0.1:5432, database test) in a fresh schema, dropped at the
 //     end: the SDK OAuth flow, upstream OAuth (sign-in, provider consent, callback, TI refresh),
 //     a client route connecting a provider from the app; 1000 concurrent redemptions of one refresh
@@ -33,8 +33,8 @@ const SCHEMA = `mcpgate_e2e_replicas_${crypto.randomBytes(5).toString('hex')}`;
 const withSchema = (url, schema) => `${url}?options=-c%20search_path%3D${schema}`;
 const EXPIRES_IN = 4; // the provider's access-token lifetime: TIs are refreshed 2 s after issue
 const CONCURRENT_REDEMPTIONS = 1000;
-// Request lines of tower_http's trace layer, and the replicas' audit events.
-const RUST_LOG = 'info,sqlx=warn,tower_http=debug';
+// The request lines of the token service's telemetry middleware, and the replicas' audit events.
+const RUST_LOG = 'info,sqlx=warn,mcpgate_token_service::telemetry=debug';
 
 let provider;
 let gw;
@@ -90,7 +90,7 @@ const HEALTH = /path=(\/\.mcpgate\/healthz|\/readyz|\/healthz)\}/;
 function served(g = gw) {
   return g.replicas.map((r) => {
     const text = fs.existsSync(path.join(g.paths.logs, `${r.logName}.log`)) ? fs.readFileSync(path.join(g.paths.logs, `${r.logName}.log`), 'utf8') : '';
-    return text.split('\n').filter((l) => l.includes('started processing request') && !HEALTH.test(l));
+    return text.split('\n').filter((l) => l.includes('finished processing request') && !HEALTH.test(l));
   });
 }
 
