@@ -22,7 +22,7 @@
 // client went away meanwhile is dropped unprocessed, its refresh token stays valid),
 // consent(url) (the user's answer over HTTP), and the records
 // `issued`, `tokenRequests`, `userBearers`, `authorizeRequests`.
-import { startHttpServer, stopHttpServer } from './net.mjs';
+import { readBody, startHttpServer, stopHttpServer } from './net.mjs';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
@@ -40,23 +40,6 @@ const newCode = () => crypto.randomBytes(10).toString('hex');
 
 const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
 
-function readBody(req, limit = 1 << 20) {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    let size = 0;
-    req.on('data', (c) => {
-      size += c.length;
-      if (size > limit) {
-        reject(new Error('body too large'));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
 
 /** Constant-time string comparison. */
 function same(a, b) {

@@ -38,6 +38,25 @@ export async function startHttpServer(port, handle, fail) {
 }
 
 /** Closes a server from startHttpServer (if any), dropping its open connections. */
+/** A request's body as text; rejects (and drops the connection) past `limit` bytes. */
+export function readBody(req, limit = 1 << 20) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (c) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new Error('body too large'));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
 export async function stopHttpServer(server) {
   if (!server) return;
   server.closeAllConnections?.();

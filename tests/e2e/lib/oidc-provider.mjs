@@ -31,7 +31,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SignJWT, decodeJwt, decodeProtectedHeader, importJWK } from 'jose';
-import { startHttpServer, stopHttpServer } from './net.mjs';
+import { readBody, startHttpServer, stopHttpServer } from './net.mjs';
 
 // oidc-provider announces at import time that it wants Node 22 LTS or later; it runs on the Node 20
 // of this suite (the self-test in tests/12-test-doubles.test.mjs covers what the suite uses), so
@@ -65,23 +65,6 @@ const EVENTS = [
 
 const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
 
-function readBody(req, limit = 64 * 1024) {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    let size = 0;
-    req.on('data', (c) => {
-      size += c.length;
-      if (size > limit) {
-        reject(new Error('body too large'));
-        req.destroy();
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
-}
 
 /** A signing key pair as private and public JWKs (kid = random, alg and use set). */
 function newSigningKey(alg) {
@@ -504,7 +487,7 @@ ${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}
 </form>`);
       if (!isLoginPost) return form();
       if (req.method !== 'POST') return html(405, 'Method not allowed', '<h1>Method not allowed</h1>');
-      const fields = new URLSearchParams(await readBody(req));
+      const fields = new URLSearchParams(await readBody(req, 64 * 1024));
       const login = fields.get('login') ?? '';
       const password = fields.get('password') ?? '';
       const user = this.users.get(login);
