@@ -4,23 +4,10 @@
 //! `at+jwt`, so it is never accepted as a bearer token.
 
 use jwt_simple::prelude::*;
-use serde::{Deserialize, Serialize};
 
 use crate::runtime::signing_keys::SigningKeys;
 
-/// How long an assertion is valid.
-pub const LIFETIME_SECS: i64 = 300;
-/// The `typ` header of an assertion.
-pub const TYP: &str = "JWT";
-
-/// The non-registered claims of an assertion.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AssertionClaims {
-    pub email: String,
-    pub groups: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
+pub use mcpgate_assertion::{AssertionClaims, LIFETIME_SECS, TYP};
 
 /// Who the assertion is about: a user (`sub` = username) or a service account (`sa:<id>`).
 pub struct Subject<'a> {
