@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Starts the whole gateway locally, on 127.0.0.1 only, until Ctrl-C:
 #   Envoy (with the mcpgate filter; its configuration files follow gateway.yaml) on :18080, the
-#   token service on :18081 (SQLite in .run/data; reloads gateway.yaml when it changes), the MCP reference server ("everything") on :18101 behind the route /everything, and the
-#   stand-ins of scripts/demo-upstreams.mjs (a GitHub-like provider, an MCP server behind /github
-#   that needs its tokens, an app behind the client route /app).
+#   token service on :18081 (SQLite in .run/data; reloads gateway.yaml when it changes),
+#   the chat app (apps/chat) behind the client route /chat and the LLM stand-in it calls (:18111),
+#   the reference MCP servers (servers/: sqlite over the demo sales database, notes, whoami),
+#   the MCP reference server ("everything") on :18101 behind the route /everything, and the
+#   stand-ins of scripts/demo-upstreams.mjs (the GitHub-like and Notion-like providers, an MCP
+#   server behind /github that needs the GitHub-like tokens).
 # Everything it needs is installed by scripts/setup.sh on first run.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,11 +22,20 @@ export NO_COLOR=1
 
 scripts/setup.sh
 ./wasm-build.sh
-# MCPGATE_TOKEN_SERVICE_BIN: an already built binary (the tests pass their debug build).
-ts="${MCPGATE_TOKEN_SERVICE_BIN:-}"
-if [ -z "$ts" ]; then
-  cargo build --release -p mcpgate-token-service
-  ts="$root/target/release/mcpgate-token-service"
+# MCPGATE_BIN_DIR: a directory with every binary already built (the tests pass their debug
+# builds); otherwise the release builds.
+bin="${MCPGATE_BIN_DIR:-}"
+if [ -z "$bin" ]; then
+  cargo build --release -p mcpgate-token-service -p mcpgate-chat -p mcpgate-llm-standin \
+    -p mcpgate-server-sqlite -p mcpgate-server-notes -p mcpgate-server-whoami
+  bin="$root/target/release"
+fi
+ts="$bin/mcpgate-token-service"
+
+# The demo sales database (a trading company's customers, products and orders over four years),
+# generated deterministically.
+if [ ! -s "$run/data/sales.db" ]; then
+  python3 scripts/demo-db.py "$run/data/sales.db"
 fi
 
 users_file="$run/data/users.yaml"
@@ -80,6 +92,16 @@ wait_for() { # url, name
 # 127.0.0.1, so the unguarded MCP server is never reachable beside the gateway.
 start everything env PORT=18101 node tests/e2e/lib/everything-loopback.mjs
 start upstreams node scripts/demo-upstreams.mjs
+# The reference MCP servers only trust requests with the gateway's identity assertion for their route.
+gateway="http://localhost:18080"
+start sqlite "$bin/mcpgate-server-sqlite" --listen 127.0.0.1:18104 --database "$run/data/sales.db" \
+  --issuer "$gateway" --route-url "$gateway/sqlite"
+start notes "$bin/mcpgate-server-notes" --listen 127.0.0.1:18105 --provider-api http://127.0.0.1:18106 \
+  --issuer "$gateway" --route-url "$gateway/notes"
+start whoami "$bin/mcpgate-server-whoami" --listen 127.0.0.1:18107 --issuer "$gateway" --route-url "$gateway/whoami"
+start llm-standin "$bin/mcpgate-llm-standin" --listen 127.0.0.1:18111
+start chat "$bin/mcpgate-chat" --listen 127.0.0.1:18110 --gateway "$gateway" --app-url "$gateway/chat" \
+  --models apps/chat/demo-models.yaml
 start token-service "$ts" serve --config "$config"
 start envoy-config "$ts" render envoy --config "$config" --out-dir "$envoy_dir" --watch
 wait_for http://127.0.0.1:18081/.mcpgate/healthz "the token service"
@@ -91,10 +113,15 @@ cat <<MSG
 
 mcpgate is running.
 
-  MCP server URLs: http://localhost:18080/everything   (the MCP reference server)
+  Open the chat:   http://localhost:18080/chat/         sign in as $demo_user / $demo_password
+                   Ask "What were our sales by year?", connect Notes and ask "What do my notes say
+                   about the Q3 launch plan?", then "What are our employees' salaries?" (denied:
+                   HR only). The model is a local stand-in of OpenAI's Responses API.
+  MCP server URLs: http://localhost:18080/sqlite       (read-only SQL over the demo sales database)
+                   http://localhost:18080/notes        (needs a Notion-like consent; a local stand-in)
+                   http://localhost:18080/whoami       (who the gateway says you are)
+                   http://localhost:18080/everything   (the MCP reference server)
                    http://localhost:18080/github       (needs a GitHub-like consent; a local stand-in)
-  An app:          http://localhost:18080/app           (lists your servers, connects GitHub)
-  Sign in as:      $demo_user / $demo_password
 
 Connect a client, for example:
   npx @modelcontextprotocol/inspector        (transport "Streamable HTTP", the URL above)

@@ -3,24 +3,35 @@
 //           rotate on refresh, GET /user), because github.com needs a registered app
 //   :18102  an MCP server (official SDK) whose `whoami` tool calls that provider's /user with the
 //           bearer the gateway swaps in; route /github in gateway.yaml (upstream_oauth2)
-//   :18110  a small app behind the client route /app: it lists the user's MCP servers with the
-//           token the gateway hands it, links to connect them, and calls tools with that token
+//   :18106  an OAuth provider and API that behave like Notion's (consent page, search, pages,
+//           blocks), which the notes MCP server (servers/notes, route /notes) calls as the user
 // They are the end-to-end suite's own test doubles (tests/e2e/lib), so the demo and the tests
 // exercise the same flows.
 import { GitHubProvider } from '../tests/e2e/lib/github-provider.mjs';
+import { NotesProvider } from '../tests/e2e/lib/notes-provider.mjs';
 import { UpstreamMcpServer } from '../tests/e2e/lib/upstream-mcp.mjs';
-import { ClientApp } from '../tests/e2e/lib/client-app.mjs';
 
 const gateway = 'http://localhost:18080';
+const callback = `${gateway}/.mcpgate/upstream/callback`;
 
 const provider = new GitHubProvider({ port: 18103, expiresIn: 3600 });
 provider.addClient({
   clientId: 'mcpgate-demo',
   clientSecret: 'mcpgate-demo-provider-secret',
-  redirectUris: [`${gateway}/.mcpgate/upstream/callback`],
+  redirectUris: [callback],
   name: 'mcpgate demo',
 });
 await provider.start();
+
+// The client registered here is the one gateway.yaml's /notes route names.
+const notes = new NotesProvider({ port: 18106 });
+notes.addClient({
+  clientId: 'mcpgate-demo-notes',
+  clientSecret: 'mcpgate-demo-notes-secret',
+  redirectUris: [callback],
+  name: 'mcpgate demo',
+});
+await notes.start();
 
 const mcp = new UpstreamMcpServer({
   port: 18102,
@@ -32,12 +43,9 @@ const mcp = new UpstreamMcpServer({
 });
 await mcp.start();
 
-const app = new ClientApp({ port: 18110, gatewayOrigin: gateway, issuer: gateway, appUrl: `${gateway}/app` });
-await app.start();
-
-console.log('demo upstreams: provider :18103, GitHub-like MCP server :18102, app :18110');
+console.log('demo upstreams: GitHub-like provider :18103 and MCP server :18102, Notion-like provider :18106');
 const stop = async () => {
-  await Promise.allSettled([app.stop?.(), mcp.stop?.(), provider.stop?.()]);
+  await Promise.allSettled([mcp.stop?.(), provider.stop?.(), notes.stop?.()]);
   process.exit(0);
 };
 process.on('SIGTERM', stop);

@@ -13,7 +13,10 @@
 // server of a GitHub-like provider (lib/upstream-mcp.mjs, lib/github-provider.mjs) behind the route,
 // with `upstreamOAuth2` (the gateway registers an OAuth app at the provider with the callback
 // `<issuer>/.mcpgate/upstream/callback`); `client: true` makes a client route in front of the
-// client app (lib/client-app.mjs). The token service always gets an internal listener on a free
+// client app (lib/client-app.mjs). `upstream: 'external'` with `start({gateway, route, port})`
+// puts a process the test starts itself behind the route (the chat app, the reference MCP servers):
+// it is called once the gateway's ports are known, with a reserved port, and returns {port, stop}.
+// The token service always gets an internal listener on a free
 // port, an upstream-token key file, and a random MCPGATE_INTERNAL_API_SECRET (Envoy gets it too).
 import fs from 'node:fs';
 import path from 'node:path';
@@ -139,6 +142,7 @@ function gatewayYaml(g, kubernetes) {
       everything: g.ports.everything,
       'upstream-mcp': r.mcpServer?.port,
       'client-app': r.app?.port,
+      external: r.external?.port,
     }[r.upstream];
     if (!port) throw new Error(`route ${r.path}: no port for upstream ${r.upstream}`);
     // YAML is a superset of JSON: the policy and the server settings are written as JSON.
@@ -236,7 +240,7 @@ export class Gateway {
     fs.mkdirSync(this.dir, { recursive: true });
     // Reserved together, the in-process servers' too, so that no server bound to any free port
     // later takes one of Envoy's.
-    const inProcess = (this.options.routes ?? []).filter((r) => r.client || r.upstream === 'upstream-mcp').length;
+    const inProcess = (this.options.routes ?? []).filter((r) => r.client || ['upstream-mcp', 'external'].includes(r.upstream)).length;
     const replicas = this.options.replicas ?? 1;
     const extra = replicas > 1 ? 2 * (replicas - 1) : 0;
     const [envoy, admin, tokenService, everything, recorder, internal, wasmCache, ...more] = await freePorts(7 + extra + inProcess);
@@ -263,8 +267,8 @@ export class Gateway {
     const specs = this.options.routes ?? [{ path: '/a' }, { path: '/b' }];
     this.routes = specs.map((spec, index) => {
       const p = spec.path;
-      const upstream = spec.client ? 'client-app' : (spec.upstream ?? 'everything');
-      const defaultPath = { recorder: '/json', 'client-app': '' }[upstream] ?? '/mcp';
+      const upstream = spec.client && spec.upstream !== 'external' ? 'client-app' : (spec.upstream ?? 'everything');
+      const defaultPath = spec.client ? '' : ({ recorder: '/json' }[upstream] ?? '/mcp');
       return {
         ...spec,
         path: p,
@@ -318,6 +322,8 @@ export class Gateway {
           name: `upstream-mcp${r.path.replace(/\//g, '-')}`,
           logFile: path.join(this.paths.logs, `upstream-mcp${r.path.replace(/\//g, '-')}.log`),
         });
+      } else if (r.upstream === 'external') {
+        r.external = await r.start({ gateway: this, route: r, port: routePorts.shift() });
       } else if (r.upstream === 'client-app') {
         r.app = await startClientApp({
           port: routePorts.shift(),
@@ -601,6 +607,7 @@ export class Gateway {
       ...(this.replicas ?? []).map((r) => stopProcess(r.proc)),
       ...(this.routes ?? []).map((r) => r.mcpServer?.stop()),
       ...(this.routes ?? []).map((r) => r.app?.stop()),
+      ...(this.routes ?? []).map((r) => r.external?.stop()),
     ]);
   }
 }

@@ -3,8 +3,8 @@
 // clients with its 401 challenge, nothing it starts listens beyond 127.0.0.1, and Ctrl-C stops
 // every process it started.
 //
-// The demo uses its fixed ports (18080-18110) and the repository's .run/ directory, as a newcomer
-// would; the token service binary is the one the suite already uses (MCPGATE_TOKEN_SERVICE_BIN),
+// The demo uses its fixed ports (18080-18111) and the repository's .run/ directory, as a newcomer
+// would; the binaries are the debug builds the suite already uses (MCPGATE_BIN_DIR),
 // so the test does not pay for a release build.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,9 +15,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startProcess, stopProcess, waitUntil, isRunning } from '../lib/procs.mjs';
 import { freePorts } from '../lib/net.mjs';
 import { ARTIFACTS_DIR, REPO_ROOT, tokenServiceBinary } from '../lib/gateway.mjs';
+import { DEMO_BINARIES, demoBinDir } from '../lib/demo-apps.mjs';
 
 const ENVOY_BIN = process.env.MCPGATE_ENVOY_BIN ?? path.join(REPO_ROOT, '.venv', 'bin', 'envoy');
-const DEMO_PORTS = [18080, 18081, 18082, 18090, 18101, 18102, 18103, 18110];
+const DEMO_PORTS = [18080, 18081, 18082, 18090, 18101, 18102, 18103, 18104, 18105, 18106, 18107, 18110, 18111];
 
 /** Every process below `root` (itself included), from /proc. */
 function processTree(root) {
@@ -94,10 +95,17 @@ test('./demo.sh starts beside another Envoy, binds only 127.0.0.1, and stops eve
     return (await fetch(`http://127.0.0.1:${otherAdmin}/ready`)).status === 200;
   });
 
+  // The suite's builds, gathered in one directory for MCPGATE_BIN_DIR.
+  const bin = path.join(dir, 'bin');
+  fs.mkdirSync(bin);
+  fs.symlinkSync(await tokenServiceBinary(), path.join(bin, 'mcpgate-token-service'));
+  const demoBins = await demoBinDir();
+  for (const b of DEMO_BINARIES) fs.symlinkSync(path.join(demoBins, b), path.join(bin, b));
+
   const demoLog = path.join(dir, 'demo.log');
   const demo = startProcess('demo', path.join(REPO_ROOT, 'demo.sh'), [], {
     cwd: REPO_ROOT,
-    env: { ...process.env, MCPGATE_TOKEN_SERVICE_BIN: await tokenServiceBinary() },
+    env: { ...process.env, MCPGATE_BIN_DIR: bin },
     logFile: demoLog,
   });
   t.after(() => stopProcess(demo, 10_000));
@@ -112,6 +120,11 @@ test('./demo.sh starts beside another Envoy, binds only 127.0.0.1, and stops eve
   });
   assert.equal(r.status, 401);
   assert.match(r.headers.get('www-authenticate') ?? '', /resource_metadata="http:\/\/localhost:18080\/\.well-known\/oauth-protected-resource\/everything"/);
+
+  // The chat app is behind its client route: a browser without a session is sent to sign in.
+  const chat = await fetch('http://localhost:18080/chat/', { redirect: 'manual' });
+  assert.equal(chat.status, 302);
+  assert.match(chat.headers.get('location') ?? '', /\/\.mcpgate\/sign_in\?/);
 
   const tree = processTree(demo.pid);
   const bound = listeners(tree);
