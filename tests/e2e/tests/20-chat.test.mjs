@@ -247,7 +247,7 @@ test('the access log shows every tool call with the user and the decision', () =
 });
 
 test('the MCP servers received the assertion and the provider token, never the gateway token or the cookie', () => {
-  const providerTokens = new Set(provider.issued.map((t) => t.access_token));
+  const providerTokens = new Set(provider.issued.map((t) => t.accessToken));
   for (const [routePath, tap] of Object.entries(taps)) {
     const posts = tap.requests.filter((r) => r.method === 'POST');
     assert.ok(posts.length > 0, `${routePath} received MCP requests`);
