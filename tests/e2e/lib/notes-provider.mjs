@@ -260,8 +260,10 @@ export class NotesProvider {
    * @param {object} o
    * @param {number} [o.port] 0 (default): a free port
    * @param {string} [o.logFile] request lines (method and path, never a query or a body)
-   * @param {object[]} [o.workspaces] the content (default [ACME_NOTES]); with several, the consent
-   *   page lets the user pick one and the token reaches only that one
+   * @param {object[]} [o.workspaces] the content (default [ACME_NOTES]), each {id, name, icon?,
+   *   pages: [{id, title, icon?, createdTime, lastEditedTime, blocks: [[type, text, checked?]]}]}
+   *   (`**…**` in a text is bold); with several, the consent page (which names and lists the first)
+   *   has a picker (#workspace) and the token reaches only the workspace picked
    * @param {{id: string, name: string, email: string}} [o.user] who consents
    * @param {number|null} [o.expiresIn] access-token lifetime in seconds; null: tokens that never
    *   expire and no refresh token
@@ -469,10 +471,10 @@ export class NotesProvider {
     const [first] = this.workspaces;
     const picker = this.workspaces.length > 1
       ? `<label class="picker">Workspace <select name="workspace_id" id="workspace">${this.workspaces
-        .map((w) => `<option value="${escapeHtml(w.id)}">${escapeHtml(w.icon ?? '')} ${escapeHtml(w.name)}</option>`).join('')}</select></label>`
+        .map((w) => `<option value="${escapeHtml(w.id)}">${escapeHtml(w.name)}</option>`).join('')}</select></label>`
       : `<input type="hidden" name="workspace_id" value="${escapeHtml(first.id)}">`;
     const pages = first.pages
-      .map((pg) => `<li><span class="icon">${escapeHtml(pg.icon ?? '📄')}</span>${escapeHtml(pg.title)}</li>`).join('');
+      .map((pg) => `<li><span class="doc"></span>${escapeHtml(pg.title)}</li>`).join('');
     return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escapeHtml(client.name)} wants to access your workspace</title>
@@ -485,10 +487,12 @@ export class NotesProvider {
   h1 { font-size: 20px; line-height: 1.35; margin: 0 0 8px; }
   p { margin: 0 0 16px; color: #5f5e5b; }
   h2 { font-size: 13px; text-transform: uppercase; letter-spacing: .04em; color: #9b9a97; margin: 20px 0 8px; }
-  ul { list-style: none; padding: 0; margin: 0; border: 1px solid #e9e9e7; border-radius: 6px; max-height: 240px; overflow: auto; }
+  ul { list-style: none; padding: 0; margin: 0; border: 1px solid #e9e9e7; border-radius: 6px; max-height: 320px; overflow: auto; }
   li { padding: 7px 12px; border-top: 1px solid #f1f1ef; }
   li:first-child { border-top: 0; }
-  .icon { display: inline-block; width: 24px; }
+  /* A page glyph drawn in CSS: emoji fonts are missing on some (headless) browsers. */
+  .doc { display: inline-block; width: 10px; height: 13px; border: 1.5px solid #9b9a97; border-radius: 2px; margin: 0 12px -2px 0; }
+  .abilities { border: 0; }
   .abilities li { border: 0; padding: 3px 0; }
   .abilities li::before { content: "✓ "; color: #0f7b6c; }
   .picker { display: block; margin: 12px 0; }
@@ -827,7 +831,7 @@ export class NotesProvider {
     res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(page.title)}</title>
 <style>body { max-width: 720px; margin: 48px auto; padding: 0 24px; font: 16px/1.6 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #37352f; }
 h1 { font-size: 36px; } li { list-style: none; margin: 4px 0; } li::before { content: "• "; }</style></head>
-<body><h1>${escapeHtml(page.icon ?? '')} ${escapeHtml(page.title)}</h1>
+<body><h1>${escapeHtml(page.title)}</h1>
 ${body}
 </body></html>`);
   }
