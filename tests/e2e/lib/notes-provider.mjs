@@ -25,7 +25,7 @@
 //
 // Content is deterministic: ACME_NOTES, a trading company's workspace with fixed page ids.
 // Controls for tests: down(bool), expireAll(), addClient(), consent(url) (the user's answer over
-// HTTP), and the records `issued`, `tokenRequests`, `apiBearers` (the bearer of every API call,
+// HTTP), secrets() (for leak checks), validAccessTokens(), and the records `issued`, `tokenRequests`, `apiBearers` (the bearer of every API call,
 // null when none), `apiRequests`, `authorizeRequests`, `consents`.
 import { readBody, startHttpServer, stopHttpServer } from './net.mjs';
 import fs from 'node:fs';
@@ -332,6 +332,21 @@ export class NotesProvider {
   validAccessTokens() {
     const now = Date.now();
     return [...this.accessTokens.entries()].filter(([, t]) => !t.revoked && t.expiresAt > now).map(([k]) => k);
+  }
+
+  /**
+   * Every secret this provider handed out or holds, label -> value: access tokens, refresh tokens
+   * and client secrets; with `codes: true` also the authorization codes.
+   */
+  secrets({ codes = false } = {}) {
+    const out = new Map();
+    this.issued.forEach((i, n) => {
+      out.set(`notes access token #${n + 1}`, i.accessToken);
+      if (i.refreshToken) out.set(`notes refresh token #${n + 1}`, i.refreshToken);
+    });
+    if (codes) [...this.codes.keys()].forEach((c, n) => out.set(`notes authorization code #${n + 1}`, c));
+    for (const c of this.clients.values()) out.set(`notes client secret of ${c.clientId}`, c.clientSecret);
+    return out;
   }
 
   /** A page's public URL (`url` of its page object). */
