@@ -8,6 +8,8 @@
 //! access token's `at+jwt`), the gateway's issuer, the upstream's own route URL as audience, and
 //! an unexpired `exp`.
 
+#[cfg(feature = "axum")]
+pub mod axum_layer;
 mod jwks;
 mod verifier;
 
