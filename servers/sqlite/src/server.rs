@@ -38,17 +38,23 @@ impl SqlServer {
         }
     }
 
-    /// Runs blocking SQLite work off the async runtime.
+    /// Runs blocking SQLite work off the async runtime; a failure becomes the tool error.
     async fn run<T: Send + 'static>(
         &self,
+        tool: &'static str,
         work: impl FnOnce(&Database) -> Result<T, QueryError> + Send + 'static,
     ) -> Result<Json<T>, String> {
         let database = Arc::clone(&self.database);
-        match tokio::task::spawn_blocking(move || work(&database)).await {
+        let outcome = match tokio::task::spawn_blocking(move || work(&database)).await {
             Ok(Ok(value)) => Ok(Json(value)),
             Ok(Err(error)) => Err(error.to_string()),
             Err(_) => Err("the query failed unexpectedly".into()),
+        };
+        match &outcome {
+            Ok(_) => tracing::info!(tool, "tool call answered"),
+            Err(reason) => tracing::info!(tool, %reason, "tool call failed"),
         }
+        outcome
     }
 }
 
@@ -59,7 +65,7 @@ impl SqlServer {
         annotations(title = "List tables", read_only_hint = true, open_world_hint = false)
     )]
     async fn list_tables(&self) -> Result<Json<TableList>, String> {
-        self.run(|db| db.list_tables()).await
+        self.run("list_tables", |db| db.list_tables()).await
     }
 
     #[tool(
@@ -74,7 +80,8 @@ impl SqlServer {
         &self,
         Parameters(DescribeTableArgs { table }): Parameters<DescribeTableArgs>,
     ) -> Result<Json<TableDescription>, String> {
-        self.run(move |db| db.describe_table(&table)).await
+        self.run("describe_table", move |db| db.describe_table(&table))
+            .await
     }
 
     #[tool(
@@ -89,7 +96,7 @@ impl SqlServer {
         &self,
         Parameters(QueryArgs { sql }): Parameters<QueryArgs>,
     ) -> Result<Json<QueryResult>, String> {
-        self.run(move |db| db.query(&sql)).await
+        self.run("query", move |db| db.query(&sql)).await
     }
 }
 
