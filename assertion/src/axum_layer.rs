@@ -18,8 +18,13 @@ use axum::Json;
 use crate::{Identity, Verifier, VerifyError, HEADER};
 
 /// Verifies the request's assertion; on success the [`Identity`] goes into the request's
-/// extensions, otherwise the answer is `401 {"error": "<reason>"}` (`503` when the gateway's key
-/// set cannot be fetched, which is not the caller's fault). The reason is logged, the token never.
+/// extensions, otherwise the answer is `403 {"error": "invalid_assertion", "reason": "…"}`
+/// (`503` when the gateway's key set cannot be fetched, which is not the caller's fault). The
+/// reason is logged, the token never.
+///
+/// 403, not 401: the assertion is not the request's credential (on routes with upstream OAuth the
+/// `Authorization` header is the user's provider token), and the gateway reads a 401 from an MCP
+/// server as "the provider token was refused" and forgets it.
 pub async fn require_assertion(
     State(verifier): State<Arc<Verifier>>,
     mut request: Request,
@@ -42,7 +47,7 @@ pub async fn require_assertion(
 fn refuse(request: &Request, error: VerifyError) -> Response {
     let status = match error {
         VerifyError::Jwks { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::FORBIDDEN,
     };
     tracing::warn!(
         method = %request.method(),
@@ -51,7 +56,7 @@ fn refuse(request: &Request, error: VerifyError) -> Response {
         reason = %error,
         "refused a request without a valid assertion"
     );
-    let body = serde_json::json!({ "error": error.to_string() });
+    let body = serde_json::json!({ "error": "invalid_assertion", "reason": error.to_string() });
     (status, Json(body)).into_response()
 }
 
@@ -64,7 +69,7 @@ mod tests {
     use tower::ServiceExt;
 
     #[tokio::test]
-    async fn a_request_without_an_assertion_gets_401_with_the_reason() {
+    async fn a_request_without_an_assertion_gets_403_with_the_reason() {
         // The JWKS URL is never fetched: a missing header is refused first.
         let verifier = Arc::new(Verifier::new(
             "http://localhost:18080",
@@ -78,14 +83,15 @@ mod tests {
             .oneshot(Request::get("/").body(Body::empty()).expect("request"))
             .await
             .expect("response");
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
         let body = axum::body::to_bytes(response.into_body(), 4096)
             .await
             .expect("body");
         let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        assert!(body["error"]
+        assert_eq!(body["error"], "invalid_assertion");
+        assert!(body["reason"]
             .as_str()
-            .expect("error")
+            .expect("reason")
             .contains("x-mcpgate-assertion"));
     }
 }

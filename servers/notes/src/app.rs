@@ -10,9 +10,9 @@ use rmcp::transport::streamable_http_server::{
     session::local::LocalSessionManager, StreamableHttpServerConfig, StreamableHttpService,
 };
 
-use crate::assertion_gate::require_assertion;
 use crate::provider::Provider;
 use crate::tools::NotesServer;
+use mcpgate_assertion::axum_layer::require_assertion;
 
 /// `verifier`: None trusts every caller (a warning at startup says so).
 pub fn router(
@@ -445,7 +445,7 @@ mod tests {
             json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}),
         )
         .await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(status, StatusCode::FORBIDDEN);
         let answer = answer.expect("a JSON reason");
         assert_eq!(answer["error"], "invalid_assertion");
         assert!(answer["reason"]
@@ -529,7 +529,7 @@ mod tests {
             json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}),
         )
         .await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(status, StatusCode::FORBIDDEN);
         let reason = answer.expect("a JSON reason")["reason"].clone();
         assert!(
             reason.as_str().expect("reason").contains("/sqlite"),

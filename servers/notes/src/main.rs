@@ -3,7 +3,6 @@
 //! the request (`upstream_oauth2` route); the server never sees the user's gateway token.
 
 mod app;
-mod assertion_gate;
 mod notion;
 mod provider;
 mod tools;

@@ -207,7 +207,7 @@ async fn a_client_initializes_lists_the_tools_and_queries() {
 }
 
 #[tokio::test]
-async fn with_an_issuer_a_request_without_an_assertion_is_401() {
+async fn with_an_issuer_a_request_without_an_assertion_is_403() {
     let verifier = Arc::new(Verifier::new(
         "http://localhost:18080",
         "http://localhost:18080/sqlite",
@@ -219,10 +219,11 @@ async fn with_an_issuer_a_request_without_an_assertion_is_401() {
         json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
     )
     .await;
-    assert_eq!(response.status(), 401);
+    assert_eq!(response.status(), 403);
     let body: Value = response.json().await.expect("json body");
-    assert!(body["error"]
+    assert_eq!(body["error"], "invalid_assertion");
+    assert!(body["reason"]
         .as_str()
-        .expect("error")
+        .expect("reason")
         .contains("x-mcpgate-assertion"));
 }

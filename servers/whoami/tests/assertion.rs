@@ -100,19 +100,20 @@ fn initialize() -> Value {
 }
 
 #[tokio::test]
-async fn a_request_without_an_assertion_is_401_with_the_reason() {
+async fn a_request_without_an_assertion_is_403_with_the_reason() {
     let key = Ed25519KeyPair::generate().with_key_id("k1");
     let app = app(&key).await;
     let (status, body) = post(&app, None, initialize()).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(body["error"]
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "invalid_assertion");
+    assert!(body["reason"]
         .as_str()
-        .expect("error")
+        .expect("reason")
         .contains("no `x-mcpgate-assertion` header"));
 }
 
 #[tokio::test]
-async fn assertions_for_another_route_or_from_another_key_are_401() {
+async fn assertions_for_another_route_or_from_another_key_are_403() {
     let key = Ed25519KeyPair::generate().with_key_id("k1");
     let app = app(&key).await;
 
@@ -122,15 +123,15 @@ async fn assertions_for_another_route_or_from_another_key_are_401() {
         initialize(),
     )
     .await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(body["error"].as_str().expect("error").contains("is for"));
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body["reason"].as_str().expect("reason").contains("is for"));
 
     let stranger = Ed25519KeyPair::generate().with_key_id("k1");
     let (status, _) = post(&app, Some(&assertion(&stranger, ROUTE)), initialize()).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(status, StatusCode::FORBIDDEN);
 
     let (status, _) = post(&app, Some("not-a-jwt"), initialize()).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
