@@ -64,9 +64,7 @@ async fn serve(args: Args) -> Result<(), StartError> {
         .map_err(|e| StartError::Bind(args.listen, e))?;
     tracing::info!("listening on http://{bound}");
     let state = AppState::new(
-        RmcpClient {
-            timeout: Duration::from_secs(args.mcp_timeout_secs.max(1)),
-        },
+        RmcpClient::new(Duration::from_secs(args.mcp_timeout_secs.max(1))),
         args.api_key.filter(|k| !k.is_empty()),
         Duration::from_millis(args.delta_delay_ms),
     );

@@ -68,7 +68,16 @@ pub trait McpSession: Send + 'static {
 /// The real client: rmcp over reqwest, each step bounded by `timeout`.
 #[derive(Debug, Clone)]
 pub struct RmcpClient {
-    pub timeout: Duration,
+    timeout: Duration,
+}
+
+impl RmcpClient {
+    pub fn new(timeout: Duration) -> Self {
+        // rmcp's reqwest is built without a TLS provider of its own and panics without a process
+        // default; ring is the one the workspace already uses. Already installed is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        RmcpClient { timeout }
+    }
 }
 
 pub struct RmcpSession {

@@ -45,7 +45,7 @@ impl AllowedTools {
         let named = self
             .names
             .as_ref()
-            .is_none_or(|names| names.iter().any(|n| *n == tool.name));
+            .is_none_or(|names| names.contains(&tool.name));
         let read_only = !self.read_only
             || tool
                 .annotations
