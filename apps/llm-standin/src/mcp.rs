@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation};
-use rmcp::service::{RoleClient, RunningService, ServiceError};
+use rmcp::service::{ClientInitializeError, RoleClient, RunningService, ServiceError};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::DynamicTransportError;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::ServiceExt;
 use serde_json::{Map, Value};
@@ -104,7 +105,7 @@ impl McpClient for RmcpClient {
                 service,
                 timeout: self.timeout,
             }),
-            Ok(Err(e)) => Err(error_chain(&e)),
+            Ok(Err(e)) => Err(initialize_error(&e)),
             Err(_) => Err(timed_out(self.timeout)),
         }
     }
@@ -174,8 +175,40 @@ fn timed_out(timeout: Duration) -> String {
 fn service_error(e: &ServiceError) -> String {
     match e {
         ServiceError::McpError(data) => data.message.to_string(),
-        other => error_chain(other),
+        ServiceError::TransportSend(transport) => transport_error(transport),
+        other => other.to_string(),
     }
+}
+
+fn initialize_error(e: &ClientInitializeError) -> String {
+    match e {
+        ClientInitializeError::TransportError { error, .. } => transport_error(error),
+        ClientInitializeError::JsonRpcError(data) => data.message.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// What went wrong on the wire, without the transport's type names: the HTTP status when there
+/// was one, else the cause (connection refused, DNS…).
+fn transport_error(e: &DynamicTransportError) -> String {
+    let text = error_chain(e.error.as_ref());
+    // rmcp says "Auth required: authorization required: <WWW-Authenticate>" for a 401 challenge.
+    let challenge = |t: &str| t.rsplit_once("required: ").map(|(_, c)| c.to_owned());
+    if text.starts_with("Auth required") {
+        return match challenge(&text) {
+            Some(c) => format!("HTTP 401 Unauthorized (WWW-Authenticate: {c})"),
+            None => "HTTP 401 Unauthorized".to_owned(),
+        };
+    }
+    if text.starts_with("Insufficient scope") {
+        return "HTTP 403 Forbidden (insufficient scope)".to_owned();
+    }
+    ["unexpected server response: ", "Client error: "]
+        .iter()
+        .fold(text.as_str(), |t, prefix| {
+            t.strip_prefix(prefix).unwrap_or(t)
+        })
+        .to_owned()
 }
 
 /// An error and its causes, each said once (wrappers often repeat their source's words).

@@ -34,6 +34,17 @@ pub(super) fn write(rule: &Rule, done: &[StepResult]) -> String {
     }
 }
 
+/// The servers whose tools could not be listed, `(label, error)`, said before the answer.
+pub fn unlisted_servers(failures: &[(String, String)]) -> Option<String> {
+    let lines: Vec<String> = failures
+        .iter()
+        .map(|(label, error)| {
+            format!("I could not get the tools of the MCP server `{label}`: {error}")
+        })
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n\n"))
+}
+
 /// One sentence naming what failed, quoting the error.
 pub(super) fn describe_failure(tool: &str, failure: &Failure) -> String {
     let message = failure.message.trim();
@@ -278,7 +289,7 @@ fn help(tools: &[String]) -> String {
     };
     if tools.is_empty() {
         return format!(
-            "No tools came with this question, so I cannot look anything up. Connect an MCP server, then try for example:\n\n{}",
+            "I have no tools to use for this question, so I cannot look anything up. Connect an MCP server, then try for example:\n\n{}",
             list(&["What were the sales by year?", "Who am I?"])
         );
     }
@@ -484,13 +495,22 @@ mod tests {
     }
 
     #[test]
+    fn unlisted_servers_are_named_with_their_error() {
+        assert_eq!(unlisted_servers(&[]), None);
+        assert_eq!(
+            unlisted_servers(&[("notes".into(), "HTTP 401 Unauthorized".into())]).unwrap(),
+            "I could not get the tools of the MCP server `notes`: HTTP 401 Unauthorized"
+        );
+    }
+
+    #[test]
     fn help_lists_tools_and_examples() {
         let a = answer("hello", &["sqlite__query", "whoami__whoami"], &[]);
         assert!(a.starts_with("I can use these tools: `sqlite__query`, `whoami__whoami`."));
         assert!(a.contains("“What were the sales by year?”"));
         assert!(a.contains("“Who am I?”"));
         assert!(!a.contains("echo"));
-        assert!(answer("hello", &[], &[]).starts_with("No tools came with this question"));
+        assert!(answer("hello", &[], &[]).starts_with("I have no tools to use"));
         assert!(answer("hello", &["add"], &[]).contains("None of them fits"));
     }
 }

@@ -8,6 +8,7 @@ mod format;
 
 use serde_json::{json, Map, Value};
 
+pub use answer::unlisted_servers;
 pub use format::{format_amount, format_count};
 
 /// The canonical "sales by year" query of the demo's sales database.

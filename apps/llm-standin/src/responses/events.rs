@@ -305,15 +305,15 @@ pub struct ItemProgress {
 }
 
 impl Event {
-    /// The event as a server-sent event: its `type` (the SSE `event:` name) and its JSON.
+    /// The event as a server-sent event: its `type` (the SSE `event:` name) and its JSON, fields
+    /// in declaration order (`type` first, as OpenAI sends them).
     pub fn to_sse(&self) -> (String, String) {
-        let value = serde_json::to_value(self).unwrap_or(Value::Null);
-        let kind = value
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        (kind, value.to_string())
+        let kind = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.get("type").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_default();
+        let data = serde_json::to_string(self).unwrap_or_default();
+        (kind, data)
     }
 
     /// Whether this event carries a piece of the answer's text.

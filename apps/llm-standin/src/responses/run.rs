@@ -55,6 +55,8 @@ pub async fn run<C: McpClient>(
     let mut sessions: Vec<Option<C::Session>> = Vec::new();
     // (server index, tool name) of every tool the plan may use, in listing order.
     let mut offered: Vec<(usize, String)> = Vec::new();
+    // (label, error) of each server whose tools could not be listed.
+    let mut unlisted: Vec<(String, String)> = Vec::new();
     for (i, spec) in request.servers.iter().enumerate() {
         let server = &spec.server;
         let known_tools = listings
@@ -86,6 +88,7 @@ pub async fn run<C: McpClient>(
                     })
                     .map_err(|e| {
                         tracing::warn!(server = %server.label, error = %e, "listing MCP tools failed");
+                        unlisted.push((server.label.clone(), e.clone()));
                         format!(
                             "Error retrieving tool list from MCP server: '{}'. {e}",
                             server.label
@@ -154,7 +157,10 @@ pub async fn run<C: McpClient>(
         done.push(StepResult { call, outcome });
     }
 
-    let answer = plan.answer(&done);
+    let answer = match playbook::unlisted_servers(&unlisted) {
+        Some(note) => format!("{note}\n\n{}", plan.answer(&done)),
+        None => plan.answer(&done),
+    };
     sink.emit(builder.message(new_id("msg_"), &word_chunks(&answer)))
         .await;
 
@@ -385,7 +391,11 @@ mod tests {
             list.error.as_deref(),
             Some("Error retrieving tool list from MCP server: 'denied'. Http status code: 401 (Unauthorized)")
         );
-        assert!(message_text(&done.response).contains("`echo`"));
+        let text = message_text(&done.response);
+        assert!(text.starts_with(
+            "I could not get the tools of the MCP server `denied`: Http status code: 401 (Unauthorized)\n\n"
+        ), "{text}");
+        assert!(text.contains("`echo`"));
         assert_eq!(done.listings.len(), 1);
     }
 
