@@ -42,7 +42,9 @@ async fn main() -> std::process::ExitCode {
         // Plain text when captured, so the first line parses as `listening on http://…`.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // rmcp's info lines dump whole server descriptions; its warnings are enough.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rmcp=warn".into()),
         )
         .init();
     match serve(Args::parse()).await {
