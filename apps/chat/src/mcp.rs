@@ -177,6 +177,9 @@ fn classify(e: &ServiceError) -> McpError {
                 .unwrap_or_else(|| McpError::Protocol(error.message.to_string()))
         }
         ServiceError::Timeout { .. } => McpError::Timeout,
+        ServiceError::TransportSend(transport) => {
+            McpError::Unreachable(innermost(transport.error.as_ref()))
+        }
         other => McpError::Unreachable(innermost(other)),
     }
 }
@@ -192,6 +195,8 @@ fn classify_init(e: &rmcp::service::ClientInitializeError) -> McpError {
                 .map(McpError::Denied)
                 .unwrap_or_else(|| McpError::Protocol(error.message.to_string()))
         }
+        E::TransportError { error, .. } => McpError::Unreachable(innermost(error.error.as_ref())),
+        E::LegacyFallbackFailed { fallback, .. } => classify_init(fallback),
         other => McpError::Unreachable(innermost(other)),
     }
 }

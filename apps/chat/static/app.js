@@ -22,6 +22,8 @@ const state = {
   messages: [],
   prefs: loadPrefs(),
   abort: null,
+  // Keep the newest output in view until the reader scrolls up.
+  follow: true,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -342,8 +344,9 @@ function nearBottom() {
 }
 
 function scrollToEnd(force = false) {
+  if (force) state.follow = true;
   const m = $('messages');
-  if (force || nearBottom()) m.scrollTop = m.scrollHeight;
+  if (state.follow) m.scrollTop = m.scrollHeight;
 }
 
 function showBanner(message, parent = $('messages')) {
@@ -496,7 +499,11 @@ function fillResult(card, event) {
   if (tabular) {
     section.open = true;
     section.append(dataTable(result));
-    if (chartModel(result)) section.append(h('div', { class: 'chart-wrap' }, barChart(result)));
+    if (chartModel(result)) {
+      // Drawn at about the width it is shown, so its text stays readable on a phone.
+      const width = Math.max(320, Math.min(640, $('messages').clientWidth - 80));
+      section.append(h('div', { class: 'chart-wrap' }, barChart(result, { width })));
+    }
     section.append(h('details', { class: 'raw' }, h('summary', {}, 'JSON'), h('pre', { class: 'json' }, pretty(result))));
   } else {
     const text = pretty(result ?? null);
@@ -624,6 +631,9 @@ function init() {
     }
   });
   $('input').addEventListener('input', autosize);
+  $('messages').addEventListener('scroll', () => {
+    state.follow = nearBottom();
+  });
   $('stop').addEventListener('click', () => state.abort?.abort());
   $('model').addEventListener('change', () => {
     state.prefs.model = $('model').value;

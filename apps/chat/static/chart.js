@@ -51,14 +51,13 @@ function el(name, attributes = {}, text) {
   return node;
 }
 
-/** The chart for a result as an <svg>, or null when the result is not chartable. */
-export function barChart(result) {
+/** The chart for a result as an <svg> drawn `width` units wide, or null when the result is not chartable. */
+export function barChart(result, { width = 640 } = {}) {
   const model = chartModel(result);
   if (!model) return null;
   const { bars } = model;
-  const width = 640;
-  const height = 300;
-  const margin = { top: 28, right: 16, bottom: bars.length > 8 ? 64 : 48, left: 68 };
+  const height = width < 480 ? 240 : 300;
+  const margin = { top: 28, right: 12, bottom: bars.length > 8 ? 64 : 48, left: 64 };
   const plotW = width - margin.left - margin.right;
   const plotH = height - margin.top - margin.bottom;
   const max = Math.max(0, ...bars.map((b) => b.value));

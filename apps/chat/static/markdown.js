@@ -132,13 +132,15 @@ function alignOf(separator) {
 }
 
 function table(header, aligns, rows) {
-  const cls = (j, text) => {
-    const align = aligns[j] || (/^-?[\d,.\s%$€£]+$/.test(text) && /\d/.test(text) ? 'right' : '');
+  // A column of numbers only (years, amounts) is right-aligned, its header too.
+  const numeric = header.map((_, j) => rows.length > 0 && rows.every((r) => /\d/.test(r[j] ?? '') && /^[-+]?[\d,.\s%$€£]+$/.test(r[j] ?? '')));
+  const cls = (j) => {
+    const align = aligns[j] || (numeric[j] ? 'right' : '');
     return align ? ` class="align-${align}"` : '';
   };
-  const head = header.map((h, j) => `<th${cls(j, '')}>${inline(h)}</th>`).join('');
+  const head = header.map((h, j) => `<th${cls(j)}>${inline(h)}</th>`).join('');
   const body = rows
-    .map((row) => `<tr>${header.map((_, j) => `<td${cls(j, row[j] ?? '')}>${inline(row[j] ?? '')}</td>`).join('')}</tr>`)
+    .map((row) => `<tr>${header.map((_, j) => `<td${cls(j)}>${inline(row[j] ?? '')}</td>`).join('')}</tr>`)
     .join('');
   return `<div class="table-wrap"><table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table></div>`;
 }

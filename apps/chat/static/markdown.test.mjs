@@ -42,7 +42,10 @@ test('lists, quotes, paragraphs', () => {
 
 test('tables with alignment and numeric cells', () => {
   const html = renderMarkdown('Sales:\n\n| Year | Sales |\n|---|---:|\n| 2022 | 1,234.50 |\n| 2023 | 2,000.00 |');
-  assert.ok(html.includes('<table><thead><tr><th>Year</th><th class="align-right">Sales</th></tr></thead>'), html);
+  assert.ok(html.includes('<table><thead><tr><th class="align-right">Year</th><th class="align-right">Sales</th></tr></thead>'), html);
+  const words = renderMarkdown('| Name | Rows |\n|---|---|\n| orders | 12 |');
+  assert.ok(words.includes('<th>Name</th><th class="align-right">Rows</th>'), words);
+  assert.ok(words.includes('<td>orders</td><td class="align-right">12</td>'), words);
   assert.ok(html.includes('<td class="align-right">2022</td><td class="align-right">1,234.50</td>'), html);
   assert.equal((html.match(/<tr>/g) ?? []).length, 3);
 });
