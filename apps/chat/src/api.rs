@@ -20,7 +20,7 @@ use crate::caller::{authenticate, Caller, CallerError};
 use crate::chat::Turn;
 use crate::conversation::{check_messages, ChatRequest};
 use crate::events::ChatEvent;
-use crate::gateway::{Gateway, RouteEntry};
+use crate::gateway::{Gateway, GatewayError, RouteEntry};
 use crate::mcp::{dial_url, list_tools_of, McpError, ToolInfo};
 use crate::models::Model;
 
@@ -85,6 +85,16 @@ impl IntoResponse for ApiError {
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
+    }
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> Self {
+        let status = match e {
+            GatewayError::SessionExpired => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        ApiError(status, e.to_string())
     }
 }
 
@@ -194,11 +204,7 @@ async fn servers(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, &headers).await?;
-    let routes = state
-        .gateway
-        .routes(&caller.token)
-        .await
-        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    let routes = state.gateway.routes(&caller.token).await?;
     let usable: Vec<(String, String)> = routes
         .iter()
         .filter(|r| !r.needs_connect())
@@ -232,8 +238,7 @@ async fn disconnect(
     state
         .gateway
         .disconnect(&caller.token, &request.url)
-        .await
-        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e.to_string()))?;
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
