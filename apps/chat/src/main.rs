@@ -96,7 +96,6 @@ async fn main() {
         .init();
     if let Err(e) = run(Args::parse()).await {
         tracing::error!("{e}");
-        eprintln!("mcpgate-chat: {e}");
         std::process::exit(1);
     }
 }
