@@ -135,7 +135,7 @@ impl McpSession for RmcpSession {
         {
             Ok(Ok(result)) => result,
             Ok(Err(ServiceError::McpError(e))) => {
-                return failed(FailureKind::Rejected, e.message.into_owned())
+                return failed(FailureKind::Rejected, rejection_message(&e))
             }
             Ok(Err(e)) => return failed(FailureKind::Transport, service_error(&e)),
             Err(_) => return failed(FailureKind::Transport, timed_out(self.timeout)),
@@ -161,6 +161,20 @@ impl McpSession for RmcpSession {
     async fn close(self) {
         // Ends the session (HTTP DELETE); a server that is gone already is fine.
         let _ = tokio::time::timeout(self.timeout, self.service.cancel()).await;
+    }
+}
+
+/// A JSON-RPC error as one line: its message, and the `data.reason` a gateway's policy denial
+/// carries (the one machine-readable part a person needs to see why).
+fn rejection_message(error: &rmcp::model::ErrorData) -> String {
+    let reason = error
+        .data
+        .as_ref()
+        .and_then(|d| d.get("reason"))
+        .and_then(Value::as_str);
+    match reason {
+        Some(reason) => format!("{} (reason: {reason})", error.message),
+        None => error.message.to_string(),
     }
 }
 

@@ -23,7 +23,7 @@ export class Tap {
     this.server = undefined;
   }
 
-  forward(req, res) {
+  async forward(req, res) {
     this.requests.push({ method: req.method, path: req.url, headers: { ...req.headers } });
     const upstream = http.request({
       host: this.target.hostname,

@@ -22,6 +22,7 @@ import { startTap } from '../lib/tap.mjs';
 import { NotesProvider } from '../lib/notes-provider.mjs';
 import { startDemoProgram, writeDemoDatabase, sqlRows } from '../lib/demo-apps.mjs';
 import { decodeJwt } from '../lib/oauth.mjs';
+import { waitUntil } from '../lib/procs.mjs';
 
 const SALES_BY_YEAR = `SELECT strftime('%Y', o.order_date) AS year,
        ROUND(SUM(l.unit_price * l.quantity * (1 - l.discount)), 2) AS sales
@@ -229,7 +230,9 @@ test('the phone-width layout shows the conversation with the servers in a drawer
   await page.setViewportSize({ width: 1280, height: 860 });
 });
 
-test('the access log shows every tool call with the user and the decision', () => {
+test('the access log shows every tool call with the user and the decision', async () => {
+  // Envoy flushes its access log about once a second: wait for the last call's line.
+  await waitUntil('the whoami call in the access log', () => toolCalls('Who am I').length > 0, { timeoutMs: 10_000 });
   const sql = toolCalls('Sales database');
   assert.ok(sql.some((r) => r.decision === 'allow' && r.mcp_target === 'query'), JSON.stringify(sql));
   const denied = sql.filter((r) => r.decision === 'deny');
