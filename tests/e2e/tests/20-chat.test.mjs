@@ -226,6 +226,9 @@ test('the phone-width layout shows the conversation with the servers in a drawer
   assert.equal(await server('Notes').isVisible(), false, 'the sidebar is a closed drawer on a phone');
   await page.click('[data-testid="servers-toggle"]');
   await server('Notes').waitFor({ state: 'visible' });
+  // The drawer slides in: the screenshot waits until it is all on screen.
+  await page.waitForFunction(() => document.querySelector('[data-testid="server-Notes"]').getBoundingClientRect().left >= 0);
+  await page.waitForTimeout(300);
   await shot('phone-drawer');
   await page.setViewportSize({ width: 1280, height: 860 });
 });
