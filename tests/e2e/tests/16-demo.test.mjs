@@ -122,7 +122,7 @@ test('./demo.sh starts beside another Envoy, binds only 127.0.0.1, and stops eve
   assert.match(r.headers.get('www-authenticate') ?? '', /resource_metadata="http:\/\/localhost:18080\/\.well-known\/oauth-protected-resource\/everything"/);
 
   // The chat app is behind its client route: a browser without a session is sent to sign in.
-  const chat = await fetch('http://localhost:18080/chat/', { redirect: 'manual' });
+  const chat = await fetch('http://localhost:18080/chat/', { redirect: 'manual', headers: { accept: 'text/html' } });
   assert.equal(chat.status, 302);
   assert.match(chat.headers.get('location') ?? '', /\/\.mcpgate\/sign_in\?/);
 
