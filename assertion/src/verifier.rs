@@ -160,6 +160,14 @@ impl Verifier {
         }
     }
 
+    /// A verifier for the route `route_url` of the gateway `issuer`, with the gateway's JWKS at
+    /// `jwks_url` or, by default, `<issuer>/.well-known/jwks.json`.
+    pub fn for_route(issuer: &str, route_url: impl Into<String>, jwks_url: Option<String>) -> Self {
+        let issuer = issuer.trim_end_matches('/');
+        let jwks_url = jwks_url.unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
+        Self::new(issuer, route_url, jwks_url)
+    }
+
     pub fn audience(&self) -> &str {
         &self.audience
     }

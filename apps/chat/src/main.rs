@@ -23,6 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use mcpgate_demo_runtime::{bind_loopback, exit_code, init_logging, serve, ServeError};
+use tokio_util::sync::CancellationToken;
 use mcpgate_assertion::Verifier;
 
 #[derive(Parser, Debug)]
@@ -58,12 +60,10 @@ enum StartError {
     Url { flag: &'static str, value: String },
     #[error(transparent)]
     Models(#[from] models::ModelsError),
-    #[error("--listen {addr}: {reason}")]
-    Listen { addr: SocketAddr, reason: String },
     #[error("cannot build the HTTP client: {0}")]
     Http(String),
-    #[error("server: {0}")]
-    Serve(String),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
 }
 
 /// `value` checked as an http(s) URL, without a trailing slash.
@@ -87,17 +87,9 @@ fn base_path(app_url: &str) -> String {
 }
 
 #[tokio::main]
-async fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    if let Err(e) = run(Args::parse()).await {
-        tracing::error!("{e}");
-        std::process::exit(1);
-    }
+async fn main() -> std::process::ExitCode {
+    init_logging("info,rmcp=warn");
+    exit_code(run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> Result<(), StartError> {
@@ -132,41 +124,10 @@ async fn run(args: Args) -> Result<(), StartError> {
         models,
         mcp_base,
     });
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| StartError::Listen {
-            addr: args.listen,
-            reason: e.to_string(),
-        })?;
-    let bound = listener.local_addr().map_err(|e| StartError::Listen {
-        addr: args.listen,
-        reason: e.to_string(),
-    })?;
-    tracing::info!("listening on http://{bound}");
+    let listener = bind_loopback(args.listen).await?;
     tracing::info!(%gateway, %issuer, %app_url, models = state.models.len(), "serving mcpgate chat");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| StartError::Serve(e.to_string()))
-}
-
-async fn shutdown() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => return interrupt.await.unwrap_or(()),
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down");
+    // No stream outlives a request here: the token only satisfies the shared shell.
+    Ok(serve(listener, api::router(state), CancellationToken::new()).await?)
 }
 
 #[cfg(test)]

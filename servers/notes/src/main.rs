@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use mcpgate_assertion::Verifier;
+use mcpgate_demo_runtime::{bind_loopback, exit_code, init_logging, serve, ServeError};
 use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -50,69 +51,30 @@ struct Args {
 
 #[derive(Debug, thiserror::Error)]
 enum StartError {
-    #[error("--listen must be a loopback address such as 127.0.0.1:18105, not {0}")]
-    NotLoopback(SocketAddr),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Config(#[from] provider::ConfigError),
-    #[error("server error: {0}")]
-    Serve(std::io::Error),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    match run(Args::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    init_logging("info");
+    exit_code(run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> Result<(), StartError> {
-    if !args.listen.ip().is_loopback() {
-        return Err(StartError::NotLoopback(args.listen));
-    }
+    let listener = bind_loopback(args.listen).await?;
     let provider = Arc::new(Provider::new(&args.provider_api)?);
     let verifier = match (&args.issuer, &args.route_url) {
-        (Some(issuer), Some(route_url)) => {
-            let issuer = issuer.trim_end_matches('/');
-            let jwks_url = args
-                .jwks_url
-                .clone()
-                .unwrap_or_else(|| format!("{issuer}/.well-known/jwks.json"));
-            Some(Arc::new(Verifier::new(issuer, route_url, jwks_url)))
-        }
+        (Some(issuer), Some(route_url)) => Some(Arc::new(Verifier::for_route(
+            issuer,
+            route_url.clone(),
+            args.jwks_url.clone(),
+        ))),
         _ => None,
     };
-
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: args.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: args.listen,
-        source,
-    })?;
-    tracing::info!("listening on http://{addr}");
-    tracing::info!(
-        provider = provider.origin(),
-        "MCP endpoint http://{addr}/mcp"
-    );
+    tracing::info!(provider = provider.origin(), "serving MCP at /mcp");
     match &verifier {
         Some(v) => tracing::info!(audience = v.audience(), "requests need a valid assertion"),
         None => tracing::warn!(
@@ -120,47 +82,12 @@ async fn run(args: Args) -> Result<(), StartError> {
         ),
     }
 
-    let shutdown = CancellationToken::new();
+    let streams = CancellationToken::new();
     let mut config =
-        StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
+        StreamableHttpServerConfig::default().with_cancellation_token(streams.child_token());
     if !args.allowed_hosts.is_empty() {
         config = config.with_allowed_hosts(args.allowed_hosts.clone());
     }
     let app = app::router(provider, verifier, config);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            stop_signal().await;
-            tracing::info!("shutting down");
-            // Ends the open MCP streams so the graceful shutdown does not wait for them.
-            shutdown.cancel();
-        })
-        .await
-        .map_err(StartError::Serve)
-}
-
-async fn stop_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!("cannot listen for SIGINT: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    Ok(serve(listener, app, streams).await?)
 }

@@ -33,7 +33,7 @@ fn a_listen_address_beyond_loopback_is_refused() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("--listen must be a loopback address"),
+        stderr.contains("only loopback addresses are allowed"),
         "{stderr}"
     );
 }

@@ -1,4 +1,3 @@
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mcpgate_assertion::Verifier;
+use mcpgate_demo_runtime::{bind_loopback, exit_code, init_logging, serve, ServeError};
 use mcpgate_server_sqlite::database::{Database, Limits, OpenError};
 use mcpgate_server_sqlite::http::{router, HttpOptions};
 use tokio_util::sync::CancellationToken;
@@ -47,37 +47,17 @@ struct Flags {
 enum StartError {
     #[error(transparent)]
     Database(#[from] OpenError),
-    #[error("--listen {addr}: {reason}")]
-    Listen { addr: SocketAddr, reason: String },
-    #[error("--listen {0}: only loopback addresses are allowed")]
-    NotLoopback(SocketAddr),
-    #[error("serving HTTP failed: {0}")]
-    Serve(std::io::Error),
+    #[error(transparent)]
+    Serve(#[from] ServeError),
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rmcp=warn".into()),
-        )
-        .init();
-    match run(Flags::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    init_logging("info,rmcp=warn");
+    exit_code(run(Flags::parse()).await)
 }
 
 async fn run(flags: Flags) -> Result<(), StartError> {
-    if !flags.listen.ip().is_loopback() {
-        return Err(StartError::NotLoopback(flags.listen));
-    }
     let limits = Limits {
         max_rows: flags.max_rows as usize,
         time_limit: Duration::from_secs(flags.time_limit_secs.into()),
@@ -85,24 +65,11 @@ async fn run(flags: Flags) -> Result<(), StartError> {
     let database = Arc::new(Database::open(&flags.database, limits)?);
     let verifier = match (flags.issuer, flags.route_url) {
         (Some(issuer), Some(route_url)) => {
-            let jwks_url = flags.jwks_url.unwrap_or_else(|| {
-                format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/'))
-            });
-            Some(Arc::new(Verifier::new(issuer, route_url, jwks_url)))
+            Some(Arc::new(Verifier::for_route(&issuer, route_url, flags.jwks_url)))
         }
         _ => None,
     };
-    let listener = tokio::net::TcpListener::bind(flags.listen)
-        .await
-        .map_err(|e| StartError::Listen {
-            addr: flags.listen,
-            reason: e.to_string(),
-        })?;
-    let bound = listener.local_addr().map_err(|e| StartError::Listen {
-        addr: flags.listen,
-        reason: e.to_string(),
-    })?;
-    tracing::info!("listening on http://{bound}");
+    let listener = bind_loopback(flags.listen).await?;
     tracing::info!(database = %flags.database.display(), max_rows = limits.max_rows, "serving MCP at /mcp");
     match &verifier {
         Some(verifier) => tracing::info!(
@@ -113,39 +80,14 @@ async fn run(flags: Flags) -> Result<(), StartError> {
             tracing::warn!("no --issuer/--route-url: trusting any caller (development only)")
         }
     }
-    let shutdown = CancellationToken::new();
+    let streams = CancellationToken::new();
     let app = router(
         database,
         HttpOptions {
             verifier,
             allowed_hosts: flags.allowed_hosts,
-            shutdown: shutdown.clone(),
+            shutdown: streams.clone(),
         },
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            shutdown.cancel();
-        })
-        .await
-        .map_err(StartError::Serve)
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => return interrupt.await.unwrap_or_default(),
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    interrupt.await.unwrap_or_default();
+    Ok(serve(listener, app, streams).await?)
 }

@@ -1,9 +1,9 @@
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
 use mcpgate_assertion::Verifier;
+use mcpgate_demo_runtime::{bind_loopback, exit_code, init_logging, serve, ServeError};
 use mcpgate_server_whoami::http::{router, HttpOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -30,92 +30,24 @@ struct Flags {
     allowed_hosts: Vec<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-enum StartError {
-    #[error("--listen {addr}: {reason}")]
-    Listen { addr: SocketAddr, reason: String },
-    #[error("--listen {0}: only loopback addresses are allowed")]
-    NotLoopback(SocketAddr),
-    #[error("serving HTTP failed: {0}")]
-    Serve(std::io::Error),
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rmcp=warn".into()),
-        )
-        .init();
-    match run(Flags::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    init_logging("info,rmcp=warn");
+    exit_code(run(Flags::parse()).await)
 }
 
-async fn run(flags: Flags) -> Result<(), StartError> {
-    if !flags.listen.ip().is_loopback() {
-        return Err(StartError::NotLoopback(flags.listen));
-    }
-    let jwks_url = flags.jwks_url.unwrap_or_else(|| {
-        format!(
-            "{}/.well-known/jwks.json",
-            flags.issuer.trim_end_matches('/')
-        )
-    });
-    let listener = tokio::net::TcpListener::bind(flags.listen)
-        .await
-        .map_err(|e| StartError::Listen {
-            addr: flags.listen,
-            reason: e.to_string(),
-        })?;
-    let bound = listener.local_addr().map_err(|e| StartError::Listen {
-        addr: flags.listen,
-        reason: e.to_string(),
-    })?;
-    tracing::info!("listening on http://{bound}");
+async fn run(flags: Flags) -> Result<(), ServeError> {
+    let listener = bind_loopback(flags.listen).await?;
+    let verifier = Verifier::for_route(&flags.issuer, flags.route_url, flags.jwks_url);
     tracing::info!(
-        issuer = %flags.issuer,
-        audience = %flags.route_url,
-        %jwks_url,
+        audience = verifier.audience(),
         "serving MCP at /mcp; every request must carry a valid assertion"
     );
-    let shutdown = CancellationToken::new();
+    let streams = CancellationToken::new();
     let app = router(HttpOptions {
-        verifier: Arc::new(Verifier::new(flags.issuer, flags.route_url, jwks_url)),
+        verifier: Arc::new(verifier),
         allowed_hosts: flags.allowed_hosts,
-        shutdown: shutdown.clone(),
+        shutdown: streams.clone(),
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down");
-            shutdown.cancel();
-        })
-        .await
-        .map_err(StartError::Serve)
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => return interrupt.await.unwrap_or_default(),
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    interrupt.await.unwrap_or_default();
+    serve(listener, app, streams).await
 }
