@@ -23,9 +23,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use mcpgate_assertion::Verifier;
 use mcpgate_demo_runtime::{bind_loopback, exit_code, init_logging, serve, ServeError};
 use tokio_util::sync::CancellationToken;
-use mcpgate_assertion::Verifier;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -3,9 +3,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use mcpgate_demo_runtime::{bind_loopback, exit_code, init_logging, serve, ServeError};
 use mcpgate_llm_standin::api::{router, AppState};
 use mcpgate_llm_standin::mcp::RmcpClient;
-use mcpgate_demo_runtime::{bind_loopback, exit_code, init_logging, serve, ServeError};
 use tokio_util::sync::CancellationToken;
 
 /// A local stand-in for OpenAI's API (Responses with remote MCP tools, chat completions) that

@@ -110,7 +110,10 @@ mod tests {
     #[tokio::test]
     async fn only_loopback_addresses_are_bound() {
         let any: SocketAddr = "0.0.0.0:0".parse().expect("addr");
-        assert!(matches!(bind_loopback(any).await, Err(ServeError::NotLoopback(_))));
+        assert!(matches!(
+            bind_loopback(any).await,
+            Err(ServeError::NotLoopback(_))
+        ));
         let loopback: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let listener = bind_loopback(loopback).await.expect("binds");
         assert!(listener.local_addr().expect("addr").ip().is_loopback());
@@ -118,7 +121,9 @@ mod tests {
 
     #[tokio::test]
     async fn stopping_cancels_the_open_streams_and_returns() {
-        let listener = bind_loopback("127.0.0.1:0".parse().expect("addr")).await.expect("binds");
+        let listener = bind_loopback("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("binds");
         let streams = CancellationToken::new();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve_until(

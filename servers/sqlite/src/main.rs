@@ -64,9 +64,11 @@ async fn run(flags: Flags) -> Result<(), StartError> {
     };
     let database = Arc::new(Database::open(&flags.database, limits)?);
     let verifier = match (flags.issuer, flags.route_url) {
-        (Some(issuer), Some(route_url)) => {
-            Some(Arc::new(Verifier::for_route(&issuer, route_url, flags.jwks_url)))
-        }
+        (Some(issuer), Some(route_url)) => Some(Arc::new(Verifier::for_route(
+            &issuer,
+            route_url,
+            flags.jwks_url,
+        ))),
         _ => None,
     };
     let listener = bind_loopback(flags.listen).await?;
