@@ -272,3 +272,13 @@ test('the MCP servers received the assertion and the provider token, never the g
   // What the provider's API saw is the same provider token.
   assert.ok(provider.apiBearers.length > 0 && provider.apiBearers.every((b) => providerTokens.has(b)));
 });
+
+test('no provider token, session cookie or client secret of the run in any log (the apps\' and servers\' included)', async () => {
+  const seen = new Map();
+  for (const c of await browser.context.cookies(gw.origin)) seen.set(`browser cookie ${c.name}`, c.value);
+  const { leaks, files, checked } = gw.findLeaks(seen, provider.secrets(), gw.secrets());
+  for (const name of ['mcpgate-chat.log', 'mcpgate-llm-standin.log', 'mcpgate-server-notes.log', 'envoy.log']) {
+    assert.ok(files.includes(name), `${name} was scanned: ${files}`);
+  }
+  assert.deepEqual(leaks, [], `no secret in any log (checked ${checked} in ${files.join(', ')})`);
+});
