@@ -240,7 +240,7 @@ pub enum Revision {
     #[default]
     Legacy,
     /// 2026-07-28 and later: `resources/subscribe` and `resources/unsubscribe` are removed
-    /// methods, which the server answers itself (404, `-32601`), so they are not refused here.
+    /// methods (a server answers 404, `-32601`), so a missing `params.uri` is not refused here.
     Stateless,
 }
 
@@ -254,6 +254,10 @@ impl Revision {
         }
     }
 }
+
+/// Methods 2026-07-28 removed that name a resource: a request for one without a URI acts on
+/// nothing a policy could decide on.
+pub const REMOVED_RESOURCE_METHODS: [&str; 2] = ["resources/subscribe", "resources/unsubscribe"];
 
 /// Parses a complete body. See the module docs for what is accepted.
 pub fn parse<'a>(body: &'a [u8], limits: &Limits) -> Result<Body<'a>, Error> {
@@ -514,7 +518,11 @@ fn target<'a>(
         }
     };
     Ok(match method {
-        "resources/subscribe" | "resources/unsubscribe" if revision == Revision::Stateless => None,
+        // Removed in 2026-07-28: no required shape, but a URI, when given, is still what the
+        // policy decides on (a server speaking an older revision too could act on it).
+        "resources/subscribe" | "resources/unsubscribe" if revision == Revision::Stateless => {
+            string_param("uri").map(|uri| (TargetKind::Resource, uri))
+        }
         "tools/call" => {
             let name = string_param("name").ok_or(Error::MissingToolName)?;
             check_arguments()?;

@@ -139,6 +139,35 @@ pub fn param_headers(tool: &Value<'_>) -> Option<Vec<ParamHeader>> {
     Some(out)
 }
 
+/// The `x-mcp-header` annotations of every tool in a `tools/list` answer (one JSON-RPC message,
+/// as a body or an SSE event's data): `(tool name, annotations)`, `None` for a tool whose
+/// annotations are invalid. Empty for anything that is not a tools list result. Only answers
+/// that can carry annotations are parsed (2026-07-28 list results carry `cacheScope`).
+pub fn tools_param_headers(message: &str) -> Vec<(String, Option<Vec<ParamHeader>>)> {
+    if !(message.contains("x-mcp-header") || message.contains("cacheScope")) {
+        return Vec::new();
+    }
+    let Ok(body) = crate::jsonrpc::parse_str(message, &crate::jsonrpc::Limits::default()) else {
+        return Vec::new();
+    };
+    let Some(tools) = body
+        .messages()
+        .first()
+        .and_then(Message::result)
+        .and_then(|r| r.get("tools"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    tools
+        .iter()
+        .filter_map(|tool| {
+            let name = tool.get("name")?.as_str()?;
+            Some((name.to_owned(), param_headers(tool)))
+        })
+        .collect()
+}
+
 /// Depth bound of the walk: the parser bounds nesting already; this keeps it explicit.
 const MAX_SCHEMA_PATH: usize = 32;
 

@@ -287,6 +287,12 @@ fn removed_methods_are_not_shape_checked_under_2026() {
         .into_single()
         .unwrap();
     assert_eq!(m.target(), None);
+    let with_uri = br#"{"jsonrpc":"2.0","id":3,"method":"resources/unsubscribe","params":{"uri":"file:///a"}}"#;
+    let m = parse_for(with_uri, &Limits::default(), Revision::Stateless)
+        .unwrap()
+        .into_single()
+        .unwrap();
+    assert_eq!(m.target(), Some("file:///a"));
     assert_eq!(
         crate::jsonrpc::parse(sub, &Limits::default()).unwrap_err(),
         Error::MissingResourceUri {
@@ -320,4 +326,30 @@ fn salvage_reads_the_id_of_a_refused_body() {
     assert_eq!(s.id_raw, None);
     assert_eq!(salvage(br#"{"id":1,"#, &Limits::default()), None);
     assert_eq!(salvage(br#"[{"id":1}]"#, &Limits::default()), None);
+}
+
+#[test]
+fn annotations_are_read_from_a_tools_list_answer() {
+    let answer = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","inputSchema":{"properties":{"r":{"x-mcp-header":"R"}}}},{"name":"b"},{"name":"c","inputSchema":{"properties":{"x":{"x-mcp-header":"bad name"}}}}],"cacheScope":"public","ttlMs":0}}"#;
+    let learned = tools_param_headers(answer);
+    assert_eq!(
+        learned,
+        vec![
+            (
+                "a".to_owned(),
+                Some(vec![ParamHeader {
+                    name: "R".into(),
+                    path: vec!["r".into()]
+                }])
+            ),
+            ("b".to_owned(), Some(vec![])),
+            ("c".to_owned(), None),
+        ]
+    );
+    // Older answers (no cacheScope, no annotation) are not parsed at all.
+    assert!(
+        tools_param_headers(r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"}]}}"#)
+            .is_empty()
+    );
+    assert!(tools_param_headers("not json cacheScope").is_empty());
 }

@@ -37,6 +37,7 @@ mod host;
 mod internal_api;
 mod jwks_refresh;
 mod list_filtering;
+mod param_headers;
 mod request_body;
 mod revocation_poll;
 mod server_route;
