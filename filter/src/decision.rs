@@ -259,6 +259,9 @@ pub fn decide_body(ctx: &DecisionContext<'_>, parsed: Result<Body<'_>, Error>) -
     decide_request(ctx, parsed, &RequestExtras::default())
 }
 
+/// Finds the `x-mcp-header` annotations of a tool by name.
+pub type ToolParamsLookup<'a> = &'a dyn Fn(&str) -> Option<Vec<ParamHeader>>;
+
 /// What a decision reads besides the parsed body.
 #[derive(Default)]
 pub struct RequestExtras<'a> {
@@ -268,7 +271,7 @@ pub struct RequestExtras<'a> {
     /// `Mcp-Param-*`); `None`: not checked.
     pub metadata: Option<&'a RequestHeaders>,
     /// The `x-mcp-header` annotations of a tool, when the gateway has seen its definition.
-    pub tool_params: Option<&'a dyn Fn(&str) -> Option<Vec<ParamHeader>>>,
+    pub tool_params: Option<ToolParamsLookup<'a>>,
 }
 
 /// [`decide_body`] with the header checks of 2026-07-28 and the ids of refused bodies.
