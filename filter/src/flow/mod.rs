@@ -52,6 +52,8 @@ mod client_route_tests;
 #[cfg(test)]
 mod exchange_tests;
 #[cfg(test)]
+mod mcp2026_tests;
+#[cfg(test)]
 mod mock_host;
 #[cfg(test)]
 mod response_tests;
