@@ -19,7 +19,7 @@
 use mcpgate_policy::{Identity, Policy, Reason, Request};
 use mcpgate_protocol::json::Value as RawValue;
 use mcpgate_protocol::jsonrpc::{self, Body, Kind, Message, Salvaged};
-use mcpgate_protocol::list_filter::{ListKind, ResponseTracker};
+use mcpgate_protocol::list_filter::{ListKind, ResponseTracker, DISCOVER_METHOD};
 use mcpgate_protocol::request_metadata::{self, ParamHeader, RequestHeaders};
 use mcpgate_protocol::Error;
 use serde_json::{json, Value};
@@ -512,17 +512,21 @@ fn audit_fields(
 
 fn list_requests(body: &Body<'_>) -> Option<ListRequests> {
     let mut kinds = Vec::new();
+    let mut discover = false;
     for message in body.messages() {
         if message.kind() != Kind::Request {
             continue;
         }
+        discover |= message.method() == Some(DISCOVER_METHOD);
         if let Some(kind) = message.method().and_then(ListKind::from_method) {
             if !kinds.contains(&kind) {
                 kinds.push(kind);
             }
         }
     }
-    if kinds.is_empty() {
+    // A `server/discover` answer is watched too, in case it carries a list (judged by shape;
+    // with no list kind asked for, its entries are held to every kind's permission).
+    if kinds.is_empty() && !discover {
         return None;
     }
     let mut tracker = ResponseTracker::new();

@@ -216,6 +216,9 @@ pub struct ResponseTracker {
     requests: HashMap<IdKey, Tracked>,
 }
 
+/// MCP 2026-07-28's capability discovery, whose answer is judged by shape.
+pub const DISCOVER_METHOD: &str = "server/discover";
+
 /// What a recorded request id asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tracked {
@@ -245,6 +248,12 @@ impl ResponseTracker {
             return;
         }
         if let Some(id) = message.id() {
+            if message.method() == Some(DISCOVER_METHOD) {
+                // A discover result is no list, but one that carries a list (a `tools` array,
+                // say) shows it filtered like the list itself: judged by shape.
+                self.requests.insert(id.to_key(), Tracked::Ambiguous);
+                return;
+            }
             let kind = message.method().and_then(ListKind::from_method);
             self.record_id(id.to_key(), kind);
         }

@@ -502,3 +502,28 @@ fn a_tracked_list_response_becomes_cache_scope_private() {
     assert!(out.contains(r#""cacheScope":"private""#), "{out}");
     assert!(!out.contains(r#""name":"delete""#), "{out}");
 }
+
+#[test]
+fn a_discover_answer_that_carries_tools_is_filtered_like_tools_list() {
+    let mut tracker = ResponseTracker::new();
+    let request = jsonrpc::parse(
+        br#"{"jsonrpc":"2.0","id":9,"method":"server/discover","params":{}}"#,
+        &Limits::default(),
+    )
+    .unwrap();
+    tracker.record_body(&request);
+    let with_tools = r#"{"jsonrpc":"2.0","id":9,"result":{"supportedVersions":["2026-07-28"],"capabilities":{},"tools":[{"name":"read"},{"name":"delete"}],"ttlMs":0,"cacheScope":"public"}}"#;
+    let f = tracker
+        .filter_body(with_tools, &Limits::default(), allow_read_write)
+        .unwrap();
+    assert_eq!(
+        f.body.unwrap(),
+        r#"{"jsonrpc":"2.0","id":9,"result":{"supportedVersions":["2026-07-28"],"capabilities":{},"tools":[{"name":"read"}],"ttlMs":0,"cacheScope":"private"}}"#
+    );
+    // A plain discover answer (the spec's shape) passes untouched, its scope the server's.
+    let plain = r#"{"jsonrpc":"2.0","id":9,"result":{"supportedVersions":["2026-07-28"],"capabilities":{},"ttlMs":0,"cacheScope":"public"}}"#;
+    let f = tracker
+        .filter_body(plain, &Limits::default(), allow_read_write)
+        .unwrap();
+    assert_eq!(f.body, None);
+}

@@ -94,6 +94,8 @@ function answer(msg, req) {
       case 'server/discover':
         return rpcResult(msg.id, {
           supportedVersions: ['2026-07-28'], capabilities: { tools: {} }, ...cacheable,
+          // `x-recorder-discover-tools: 1`: a (non-standard) discover answer that carries the tools.
+          ...(req.headers['x-recorder-discover-tools'] === '1' ? { tools: RECORDER_TOOLS } : {}),
           _meta: { 'io.modelcontextprotocol/serverInfo': { name: 'mcpgate-e2e-recorder', version: '1.0.0' } },
         });
       default:

@@ -109,6 +109,13 @@ test('prompts/list and resources/list answers are private too; server/discover p
   assert.deepEqual(res.json.result.supportedVersions, [V2026], show(res));
   assert.equal(res.json.result.cacheScope, 'public', 'no list was filtered: the server\'s value');
   assert.equal(gw.recorder.requests.length, 1, 'server/discover reached the server');
+  // A discover answer that carries tools shows them filtered, like tools/list.
+  const d = await send2026('/j', rpc('server/discover', { _meta: meta }, 4),
+    { 'mcp-method': 'server/discover', 'x-recorder-discover-tools': '1' });
+  assert.equal(d.res.status, 200, show(d.res));
+  const names = d.res.json.result.tools.map((t) => t.name);
+  assert.ok(names.includes('echo') && !names.some((n) => n.startsWith('admin_')), `filtered: ${names}`);
+  assert.equal(d.res.json.result.cacheScope, 'private', show(d.res));
 });
 
 test('headers that match the body (plain and Base64 values) pass to the server', async () => {
