@@ -11,12 +11,16 @@
 //! | batch, 2025-03-26 | every element evaluated; one denial denies the whole batch |
 //! | body over the limit | 413 |
 //! | wrong `Content-Type` / any `Content-Encoding` | 415 |
-//! | any other parse failure | 400, the error's JSON-RPC code, `id: null` |
+//! | 2026-07-28: a metadata header missing or disagreeing with the body | 400, `-32020` `HeaderMismatch`, the request's id |
+//! | any other parse failure | 400, the error's JSON-RPC code, the request's id when it could be read, else `null` |
+//!
+//! A rejection's audit record names the method and target when the body told them.
 
 use mcpgate_policy::{Identity, Policy, Reason, Request};
 use mcpgate_protocol::json::Value as RawValue;
-use mcpgate_protocol::jsonrpc::{self, Body, Kind, Message};
-use mcpgate_protocol::list_filter::{ListKind, ResponseTracker};
+use mcpgate_protocol::jsonrpc::{self, Body, Kind, Message, Salvaged};
+use mcpgate_protocol::list_filter::{ListKind, ResponseTracker, DISCOVER_METHOD};
+use mcpgate_protocol::request_metadata::{self, ParamHeader, RequestHeaders};
 use mcpgate_protocol::Error;
 use serde_json::{json, Value};
 
@@ -93,8 +97,10 @@ pub struct DecisionContext<'a> {
 }
 
 /// Known MCP methods: metric labels are bounded to these (a client chooses the method string).
-const KNOWN_METHODS: [&str; 24] = [
+const KNOWN_METHODS: [&str; 26] = [
     "initialize",
+    "server/discover",
+    "subscriptions/listen",
     "ping",
     "tools/list",
     "tools/call",
@@ -122,8 +128,10 @@ const KNOWN_METHODS: [&str; 24] = [
 
 /// A bounded label for `method` (`/` becomes `_` so stat names stay plain).
 pub fn metric_method(method: Option<&str>) -> &'static str {
-    const LABELS: [&str; 24] = [
+    const LABELS: [&str; 26] = [
         "initialize",
+        "server_discover",
+        "subscriptions_listen",
         "ping",
         "tools_list",
         "tools_call",
@@ -168,11 +176,17 @@ pub fn reject_status(error: &Error) -> u32 {
 }
 
 /// A request refused before (or instead of) evaluation: a header check, the size limit or a
-/// parse failure. Answered with a JSON-RPC error with `id: null`.
+/// parse failure, before anything of the body was read. Answered with `id: null`.
 pub fn reject(error: &Error, request_id: &str) -> Outcome {
+    reject_request(error, request_id, &Salvaged::default())
+}
+
+/// A refused request whose body told its id, method or target (any of them may be unknown): the
+/// answer echoes the id (byte for byte) and the audit record names the call.
+pub fn reject_request(error: &Error, request_id: &str, known: &Salvaged) -> Outcome {
     let message = format!("mcpgate: {error} (request {request_id})");
     let body = jsonrpc_error_body(
-        "null",
+        known.id_raw.as_deref().unwrap_or("null"),
         error.jsonrpc_code(),
         &message,
         request_id,
@@ -182,12 +196,23 @@ pub fn reject(error: &Error, request_id: &str) -> Outcome {
         verdict: Verdict::Reject,
         response: Some(json_response(reject_status(error), body)),
         audit: AuditFields {
+            method: known.method.clone().unwrap_or_default(),
+            target: known.target.clone().unwrap_or_default(),
             reason: error.reason().to_owned(),
             ..AuditFields::default()
         },
         lists: None,
         metric_method: "none",
         reject_reason: Some(error.reason()),
+    }
+}
+
+/// What a rejected message's body told.
+fn known_of(message: &Message<'_>) -> Salvaged {
+    Salvaged {
+        id_raw: message.id().map(|id| id.raw().to_owned()),
+        method: message.method().map(str::to_owned),
+        target: message.target().map(str::to_owned),
     }
 }
 
@@ -228,14 +253,61 @@ pub fn decide_without_body(ctx: &DecisionContext<'_>, http_method: &str) -> Outc
     }
 }
 
-/// Decides a complete body (the result of [`mcpgate_protocol::body::BodyAccumulator::parse`]).
+/// Decides a complete body (the result of [`mcpgate_protocol::body::BodyAccumulator::parse`])
+/// without the 2026-07-28 header checks (see [`decide_request`]).
 pub fn decide_body(ctx: &DecisionContext<'_>, parsed: Result<Body<'_>, Error>) -> Outcome {
+    decide_request(ctx, parsed, &RequestExtras::default())
+}
+
+/// Finds the `x-mcp-header` annotations of a tool by name.
+pub type ToolParamsLookup<'a> = &'a dyn Fn(&str) -> Option<Vec<ParamHeader>>;
+
+/// What a decision reads besides the parsed body.
+#[derive(Default)]
+pub struct RequestExtras<'a> {
+    /// The body's bytes, to read the id of a body the parser refused.
+    pub raw_body: &'a [u8],
+    /// The request's metadata headers (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`,
+    /// `Mcp-Param-*`); `None`: not checked.
+    pub metadata: Option<&'a RequestHeaders>,
+    /// The `x-mcp-header` annotations of a tool, when the gateway has seen its definition.
+    pub tool_params: Option<ToolParamsLookup<'a>>,
+}
+
+/// [`decide_body`] with the header checks of 2026-07-28 and the ids of refused bodies.
+pub fn decide_request(
+    ctx: &DecisionContext<'_>,
+    parsed: Result<Body<'_>, Error>,
+    extras: &RequestExtras<'_>,
+) -> Outcome {
     let body = match parsed {
         Ok(body) => body,
-        Err(e) => return reject(&e, ctx.request_id),
+        Err(e) => {
+            // The body may still be readable JSON with an id (e.g. a tools/call without a
+            // name): answer with it so the client can match the error to its request.
+            let known =
+                jsonrpc::salvage(extras.raw_body, &jsonrpc::Limits::default()).unwrap_or_default();
+            return reject_request(&e, ctx.request_id, &known);
+        }
     };
     if body.is_batch() && !batch_accepted(ctx.protocol_version) {
         return reject(&Error::Batch, ctx.request_id);
+    }
+    if let (Some(metadata), Body::Single(message)) = (extras.metadata, &body) {
+        let version = request_metadata::protocol_version(ctx.protocol_version, Some(message));
+        // Older revisions define none of these headers: they are ignored, as before.
+        if request_metadata::requires_header_validation(version) {
+            let params = match (extras.tool_params, message.method(), message.target()) {
+                (Some(lookup), Some("tools/call"), Some(tool)) => lookup(tool),
+                _ => None,
+            };
+            if let Err(e) = request_metadata::check_headers(message, metadata, params.as_deref()) {
+                return reject_request(&e, ctx.request_id, &known_of(message));
+            }
+        }
+    }
+    if let Some(outcome) = removed_method_without_target(ctx, &body) {
+        return outcome;
     }
     let messages = body.messages();
     // Arguments become `serde_json` values only for a policy that reads them (the audit record
@@ -245,7 +317,8 @@ pub fn decide_body(ctx: &DecisionContext<'_>, parsed: Result<Body<'_>, Error>) -
     for message in messages {
         match evaluate(ctx, message, uses_arguments) {
             Ok(e) => evaluated.push(e),
-            Err(e) => return reject(&e, ctx.request_id),
+            Err(e) if body.is_batch() => return reject(&e, ctx.request_id),
+            Err(e) => return reject_request(&e, ctx.request_id, &known_of(message)),
         }
     }
     let audit = audit_fields(ctx, &body, &evaluated);
@@ -274,6 +347,49 @@ pub fn decide_body(ctx: &DecisionContext<'_>, parsed: Result<Body<'_>, Error>) -
         metric_method,
         reject_reason: None,
     }
+}
+
+/// JSON-RPC "Method not found".
+pub const METHOD_NOT_FOUND_CODE: i64 = -32601;
+
+/// Under 2026-07-28, `resources/subscribe|unsubscribe` without a URI: a removed method that names
+/// nothing the policy could decide on. Answered as the revision prescribes for a method a server
+/// does not implement (404, `-32601`), since no server of that revision has it.
+fn removed_method_without_target(ctx: &DecisionContext<'_>, body: &Body<'_>) -> Option<Outcome> {
+    let Body::Single(message) = body else {
+        return None;
+    };
+    let method = message.method()?;
+    if jsonrpc::Revision::of(ctx.protocol_version) != jsonrpc::Revision::Stateless
+        || !jsonrpc::REMOVED_RESOURCE_METHODS.contains(&method)
+        || message.target().is_some()
+    {
+        return None;
+    }
+    let known = known_of(message);
+    let message_text = format!(
+        "mcpgate: {method} was removed in MCP 2026-07-28 (request {})",
+        ctx.request_id
+    );
+    let body = jsonrpc_error_body(
+        known.id_raw.as_deref().unwrap_or("null"),
+        METHOD_NOT_FOUND_CODE,
+        &message_text,
+        ctx.request_id,
+        "removed_method",
+    );
+    Some(Outcome {
+        verdict: Verdict::Reject,
+        response: Some(json_response(404, body)),
+        audit: AuditFields {
+            method: method.to_owned(),
+            reason: "removed_method".to_owned(),
+            ..AuditFields::default()
+        },
+        lists: None,
+        metric_method: metric_method(Some(method)),
+        reject_reason: Some("removed_method"),
+    })
 }
 
 /// Batches only for an explicit `MCP-Protocol-Version: 2025-03-26`; a request without the header
@@ -396,17 +512,21 @@ fn audit_fields(
 
 fn list_requests(body: &Body<'_>) -> Option<ListRequests> {
     let mut kinds = Vec::new();
+    let mut discover = false;
     for message in body.messages() {
         if message.kind() != Kind::Request {
             continue;
         }
+        discover |= message.method() == Some(DISCOVER_METHOD);
         if let Some(kind) = message.method().and_then(ListKind::from_method) {
             if !kinds.contains(&kind) {
                 kinds.push(kind);
             }
         }
     }
-    if kinds.is_empty() {
+    // A `server/discover` answer is watched too, in case it carries a list (judged by shape;
+    // with no list kind asked for, its entries are held to every kind's permission).
+    if kinds.is_empty() && !discover {
         return None;
     }
     let mut tracker = ResponseTracker::new();
@@ -526,3 +646,7 @@ pub fn json_response(status: u32, body: String) -> LocalResponse {
 #[cfg(test)]
 #[path = "decision_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "decision_2026_tests.rs"]
+mod tests_2026;

@@ -16,6 +16,7 @@ use mcpgate_policy::{list_entry_method, Identity, Policy};
 use mcpgate_protocol::jsonrpc::{self, Limits};
 use mcpgate_protocol::list_filter::ListKind;
 use mcpgate_protocol::request_checks::{self, ResponseBody};
+use mcpgate_protocol::request_metadata::{self, ParamHeader};
 use mcpgate_protocol::sse::SseRewriter;
 use mcpgate_protocol::Error;
 
@@ -58,6 +59,8 @@ pub struct ListResponse {
     /// The response's `Content-Encoding`, when it is not identity: such a body cannot be read,
     /// so it is replaced by an error rather than passed on unchecked.
     encoding: Option<String>,
+    /// `x-mcp-header` annotations of the tools this answer listed, for the caller to keep.
+    learned: Vec<(String, Option<Vec<ParamHeader>>)>,
 }
 
 /// The method whose permission decides whether a list entry is shown.
@@ -72,6 +75,7 @@ impl ListResponse {
             requests,
             mode: Mode::Idle,
             encoding: None,
+            learned: Vec::new(),
         }
     }
 
@@ -146,6 +150,23 @@ impl ListResponse {
         }
     }
 
+    /// Reads the tools' `x-mcp-header` annotations from a complete JSON answer (the one
+    /// [`ListResponse::filter_json`] checked) for [`ListResponse::take_learned`].
+    pub fn learn_json(&mut self, body: &[u8]) {
+        if self.encoding.is_some() || !self.requests.kinds.contains(&ListKind::Tools) {
+            return;
+        }
+        if let Ok(text) = std::str::from_utf8(body) {
+            self.learned
+                .extend(request_metadata::tools_param_headers(text));
+        }
+    }
+
+    /// The tools' `x-mcp-header` annotations read from the answer so far (taken once).
+    pub fn take_learned(&mut self) -> Vec<(String, Option<Vec<ParamHeader>>)> {
+        std::mem::take(&mut self.learned)
+    }
+
     /// Feeds one SSE chunk; returns the bytes to send in its place.
     pub fn push_sse(&mut self, chunk: &[u8], policy: &Policy, identity: &Identity) -> Vec<u8> {
         self.sse(policy, identity, |rewriter, rewrite| {
@@ -173,15 +194,24 @@ impl ListResponse {
             return Vec::new();
         };
         let this = &*self;
+        let tools = this.requests.kinds.contains(&ListKind::Tools);
+        let mut learned = Vec::new();
         let mut rewrite = |event: &mcpgate_protocol::sse::Event| -> Result<Option<String>, Error> {
-            this.requests
+            let filtered = this
+                .requests
                 .tracker
                 .filter_body(&event.data, &LIMITS, |name| {
                     this.allows(policy, identity, name)
                 })
-                .map(|f| f.body)
+                .map(|f| f.body);
+            if tools && filtered.is_ok() {
+                learned.extend(request_metadata::tools_param_headers(&event.data));
+            }
+            filtered
         };
-        match step(&mut rewriter, &mut rewrite) {
+        let stepped = step(&mut rewriter, &mut rewrite);
+        self.learned.extend(learned);
+        match stepped {
             Ok(out) => {
                 self.mode = Mode::Sse(rewriter);
                 out

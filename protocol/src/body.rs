@@ -93,6 +93,15 @@ impl BodyAccumulator {
     /// Parses the complete body (call at end of stream). The size limit is this accumulator's;
     /// `limits.max_depth` applies.
     pub fn parse(&self, limits: &Limits) -> Result<Body<'_>, Error> {
+        self.parse_for(limits, jsonrpc::Revision::Legacy)
+    }
+
+    /// [`BodyAccumulator::parse`] with the shape checks of `revision`.
+    pub fn parse_for(
+        &self,
+        limits: &Limits,
+        revision: jsonrpc::Revision,
+    ) -> Result<Body<'_>, Error> {
         if self.overflowed {
             return Err(Error::TooLarge { limit: self.limit });
         }
@@ -100,7 +109,7 @@ impl BodyAccumulator {
             max_bytes: self.limit,
             max_depth: limits.max_depth,
         };
-        jsonrpc::parse(&self.buf, &limits)
+        jsonrpc::parse_for(&self.buf, &limits, revision)
     }
 
     fn overflow(&mut self) -> Error {

@@ -84,6 +84,10 @@ pub enum Error {
     /// An SSE event (or an unterminated line) is larger than the configured limit.
     #[error("server-sent event exceeds the limit of {limit} bytes")]
     EventTooLarge { limit: usize },
+    /// A 2026-07-28 request whose `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name` or
+    /// `Mcp-Param-*` header is missing, malformed or disagrees with the body.
+    #[error("Header mismatch: {detail}")]
+    HeaderMismatch { detail: String },
     /// A list response whose result does not have the expected shape.
     #[error("invalid {method} result: {what}")]
     InvalidListResult {
@@ -121,11 +125,13 @@ impl Error {
             Error::ContentEncoding { .. } => "content_encoding",
             Error::EventTooLarge { .. } => "event_too_large",
             Error::InvalidListResult { .. } => "invalid_list_result",
+            Error::HeaderMismatch { .. } => "header_mismatch",
         }
     }
 
     /// The JSON-RPC error code to answer with: `-32700` (parse error) when the body is not strict
-    /// JSON, `-32602` (invalid params) for MCP parameter errors, `-32600` (invalid request) otherwise.
+    /// JSON, `-32602` (invalid params) for MCP parameter errors, `-32020` (`HeaderMismatch`) for
+    /// headers that disagree with the body, `-32600` (invalid request) otherwise.
     pub fn jsonrpc_code(&self) -> i64 {
         match self {
             Error::Empty
@@ -141,6 +147,7 @@ impl Error {
             | Error::MissingResourceUri { .. }
             | Error::MissingCompletionRef
             | Error::InvalidArguments => -32602,
+            Error::HeaderMismatch { .. } => crate::request_metadata::HEADER_MISMATCH_CODE,
             _ => -32600,
         }
     }

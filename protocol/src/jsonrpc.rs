@@ -233,15 +233,82 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Which shape checks apply: methods a revision removed have no shape to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Revision {
+    /// 2025-11-25 and earlier (and a request that names no version).
+    #[default]
+    Legacy,
+    /// 2026-07-28 and later: `resources/subscribe` and `resources/unsubscribe` are removed
+    /// methods (a server answers 404, `-32601`), so a missing `params.uri` is not refused here.
+    Stateless,
+}
+
+impl Revision {
+    /// The revision of an `MCP-Protocol-Version` value.
+    pub fn of(protocol_version: Option<&str>) -> Revision {
+        if crate::request_metadata::requires_header_validation(protocol_version) {
+            Revision::Stateless
+        } else {
+            Revision::Legacy
+        }
+    }
+}
+
+/// Methods 2026-07-28 removed that name a resource: a request for one without a URI acts on
+/// nothing a policy could decide on.
+pub const REMOVED_RESOURCE_METHODS: [&str; 2] = ["resources/subscribe", "resources/unsubscribe"];
+
 /// Parses a complete body. See the module docs for what is accepted.
 pub fn parse<'a>(body: &'a [u8], limits: &Limits) -> Result<Body<'a>, Error> {
+    parse_for(body, limits, Revision::Legacy)
+}
+
+/// [`parse`] with the shape checks of `revision`.
+pub fn parse_for<'a>(
+    body: &'a [u8],
+    limits: &Limits,
+    revision: Revision,
+) -> Result<Body<'a>, Error> {
     if body.len() > limits.max_bytes {
         return Err(Error::TooLarge {
             limit: limits.max_bytes,
         });
     }
     let value = json::parse_bytes(body, limits.max_depth)?;
-    classify_body(value)
+    classify_body(value, revision)
+}
+
+/// What can still be read from a body that [`parse`] refused: the request's id (when it is a
+/// valid one), method and target, so a local rejection can echo the id and the audit record
+/// name the call. `None` when the body is not a JSON object at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Salvaged {
+    /// The id exactly as written.
+    pub id_raw: Option<String>,
+    pub method: Option<String>,
+    /// `params.name` or `params.uri`, when a string.
+    pub target: Option<String>,
+}
+
+/// Reads what [`Salvaged`] holds from a refused body (the error path only: a second parse).
+pub fn salvage(body: &[u8], limits: &Limits) -> Option<Salvaged> {
+    if body.len() > limits.max_bytes {
+        return None;
+    }
+    let value = json::parse_bytes(body, limits.max_depth).ok()?;
+    value.as_object()?;
+    let string = |v: Option<&Value<'_>>| v.and_then(Value::as_str).map(str::to_owned);
+    let params = value.get("params");
+    Some(Salvaged {
+        id_raw: value
+            .get("id")
+            .filter(|id| id_ref(id).is_ok())
+            .map(|id| id.raw().to_owned()),
+        method: string(value.get("method")),
+        target: string(params.and_then(|p| p.get("name")))
+            .or_else(|| string(params.and_then(|p| p.get("uri")))),
+    })
 }
 
 /// [`parse`] for a body already known to be UTF-8 (e.g. an SSE event's data).
@@ -252,7 +319,7 @@ pub fn parse_str<'a>(body: &'a str, limits: &Limits) -> Result<Body<'a>, Error> 
         });
     }
     let value = json::parse(body, limits.max_depth)?;
-    classify_body(value)
+    classify_body(value, Revision::Legacy)
 }
 
 /// [`parse_str`] that builds only the outer `levels` levels of objects and arrays of each message
@@ -278,10 +345,10 @@ pub fn parse_str_shallow<'a>(
         .max(CLASSIFY_LEVELS)
         .saturating_add(usize::from(batch));
     let value = json::parse_shallow(body, limits.max_depth, levels)?;
-    classify_body(value)
+    classify_body(value, Revision::Legacy)
 }
 
-fn classify_body(value: Value<'_>) -> Result<Body<'_>, Error> {
+fn classify_body(value: Value<'_>, revision: Revision) -> Result<Body<'_>, Error> {
     let raw = value.raw();
     match value.into_kind() {
         ValueKind::Array(items) => {
@@ -290,20 +357,26 @@ fn classify_body(value: Value<'_>) -> Result<Body<'_>, Error> {
             }
             let messages = items
                 .into_iter()
-                .map(|item| message(item, "batch element"))
+                .map(|item| message(item, "batch element", revision))
                 .collect::<Result<Vec<_>, _>>()?;
             check_unique_request_ids(&messages)?;
             Ok(Body::Batch(messages))
         }
-        kind @ ValueKind::Object(_) => {
-            Ok(Body::Single(message(Value::from_parts(raw, kind), "body")?))
-        }
+        kind @ ValueKind::Object(_) => Ok(Body::Single(message(
+            Value::from_parts(raw, kind),
+            "body",
+            revision,
+        )?)),
         _ => Err(Error::NotAnObject { what: "body" }),
     }
 }
 
 /// Validates and classifies one message object.
-fn message<'a>(value: Value<'a>, what: &'static str) -> Result<Message<'a>, Error> {
+fn message<'a>(
+    value: Value<'a>,
+    what: &'static str,
+    revision: Revision,
+) -> Result<Message<'a>, Error> {
     if value.as_object().is_none() {
         return Err(Error::NotAnObject { what });
     }
@@ -335,7 +408,7 @@ fn message<'a>(value: Value<'a>, what: &'static str) -> Result<Message<'a>, Erro
                 return Err(Error::InvalidParams);
             }
         }
-        let target = target(method, params)?;
+        let target = target(method, params, revision)?;
         return Ok(Message {
             kind,
             target,
@@ -430,6 +503,7 @@ fn id_ref<'m>(id: &'m Value<'_>) -> Result<IdRef<'m>, Error> {
 fn target<'a>(
     method: &str,
     params: Option<&Value<'a>>,
+    revision: Revision,
 ) -> Result<Option<(TargetKind, Cow<'a, str>)>, Error> {
     let string_param = |key: &str| -> Option<Cow<'a, str>> {
         match params?.get(key)?.kind() {
@@ -444,6 +518,11 @@ fn target<'a>(
         }
     };
     Ok(match method {
+        // Removed in 2026-07-28: no required shape, but a URI, when given, is still what the
+        // policy decides on (a server speaking an older revision too could act on it).
+        "resources/subscribe" | "resources/unsubscribe" if revision == Revision::Stateless => {
+            string_param("uri").map(|uri| (TargetKind::Resource, uri))
+        }
         "tools/call" => {
             let name = string_param("name").ok_or(Error::MissingToolName)?;
             check_arguments()?;

@@ -34,6 +34,8 @@
 //! - [`jsonrpc`]: one complete body → validated JSON-RPC message(s), MCP targets and arguments.
 //! - [`body`]: incremental request body accumulation with an immediate size limit.
 //! - [`request_checks`]: `Content-Type`, `Content-Encoding`, `Content-Length` checks.
+//! - [`request_metadata`]: the protocol version of a request and the 2026-07-28 header checks
+//!   (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*` against the body).
 //! - [`sse`]: incremental Server-Sent Events parsing and per-event rewriting.
 //! - [`list_filter`]: filtering list responses by policy, matched to requests by id.
 //!
@@ -56,6 +58,7 @@ pub mod json;
 pub mod jsonrpc;
 pub mod list_filter;
 pub mod request_checks;
+pub mod request_metadata;
 pub mod sse;
 
 pub use error::Error;

@@ -153,20 +153,43 @@ where
     let removed = items.len() - kept.len();
     counts.kept += kept.len();
     counts.removed += removed;
-    if removed == 0 {
+    // The answer was decided for this user's policy: a shared cache must not hand it to another
+    // (2026-07-28 `CacheableResult.cacheScope`). Results without the member (older revisions)
+    // are left as they are.
+    let public_scope = result
+        .get(CACHE_SCOPE)
+        .is_some_and(|v| v.as_str() != Some(PRIVATE_SCOPE));
+    if removed == 0 && !public_scope {
         return Ok(None);
     }
-    let mut new_items = String::with_capacity(kept.iter().map(|k| k.len() + 1).sum::<usize>() + 2);
-    new_items.push('[');
-    new_items.push_str(&kept.join(","));
-    new_items.push(']');
-    let new_result = replace_member(result, kind.items_field(), &new_items);
+    let mut replacements: Vec<(&str, String)> = Vec::with_capacity(2);
+    if removed > 0 {
+        let mut new_items =
+            String::with_capacity(kept.iter().map(|k| k.len() + 1).sum::<usize>() + 2);
+        new_items.push('[');
+        new_items.push_str(&kept.join(","));
+        new_items.push(']');
+        replacements.push((kind.items_field(), new_items));
+    }
+    if public_scope {
+        replacements.push((CACHE_SCOPE, format!("\"{PRIVATE_SCOPE}\"")));
+    }
+    let new_result = replace_members(result, &replacements);
     Ok(Some(replace_member(message.value(), "result", &new_result)))
 }
+
+/// `result.cacheScope` of a 2026-07-28 list result, and the value a filtered answer gets.
+pub const CACHE_SCOPE: &str = "cacheScope";
+pub const PRIVATE_SCOPE: &str = "private";
 
 /// Re-serialises `object` with member `key`'s value replaced by `replacement` (raw JSON); every
 /// other member is copied as written.
 fn replace_member(object: &Value<'_>, key: &str, replacement: &str) -> String {
+    replace_members(object, &[(key, replacement.to_owned())])
+}
+
+/// [`replace_member`] for several members at once.
+fn replace_members(object: &Value<'_>, replacements: &[(&str, String)]) -> String {
     let members: &[Member<'_>] = object.as_object().unwrap_or_default();
     let mut out = String::with_capacity(object.raw().len());
     out.push('{');
@@ -176,7 +199,7 @@ fn replace_member(object: &Value<'_>, key: &str, replacement: &str) -> String {
         }
         out.push_str(m.key_raw);
         out.push(':');
-        if m.key == key {
+        if let Some((_, replacement)) = replacements.iter().find(|(k, _)| m.key == *k) {
             out.push_str(replacement);
         } else {
             out.push_str(m.value.raw());
@@ -192,6 +215,9 @@ fn replace_member(object: &Value<'_>, key: &str, replacement: &str) -> String {
 pub struct ResponseTracker {
     requests: HashMap<IdKey, Tracked>,
 }
+
+/// MCP 2026-07-28's capability discovery, whose answer is judged by shape.
+pub const DISCOVER_METHOD: &str = "server/discover";
 
 /// What a recorded request id asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,6 +248,12 @@ impl ResponseTracker {
             return;
         }
         if let Some(id) = message.id() {
+            if message.method() == Some(DISCOVER_METHOD) {
+                // A discover result is no list, but one that carries a list (a `tools` array,
+                // say) shows it filtered like the list itself: judged by shape.
+                self.requests.insert(id.to_key(), Tracked::Ambiguous);
+                return;
+            }
             let kind = message.method().and_then(ListKind::from_method);
             self.record_id(id.to_key(), kind);
         }

@@ -452,3 +452,78 @@ fn shallow_parse_filters_sse_events_like_the_full_parse() {
     assert_eq!(shallow, run(true));
     assert!(shallow.contains("read_item_03") && !shallow.contains("admin_item_00"));
 }
+
+const TOOLS_2026: &str = r#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","tools":[{"name":"read"},{"name":"delete"}],"ttlMs":60000,"cacheScope":"public"}}"#;
+
+#[test]
+fn a_filtered_list_becomes_cache_scope_private() {
+    // Items removed: both the items and the scope change, everything else is copied.
+    let f = filter_list_response(
+        TOOLS_2026,
+        ListKind::Tools,
+        &Limits::default(),
+        allow_read_write,
+    )
+    .unwrap();
+    assert_eq!(
+        f.body.unwrap(),
+        r#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","tools":[{"name":"read"}],"ttlMs":60000,"cacheScope":"private"}}"#
+    );
+    // Nothing removed: still decided for this user, so still private.
+    let f =
+        filter_list_response(TOOLS_2026, ListKind::Tools, &Limits::default(), |_| true).unwrap();
+    assert_eq!(f.removed, 0);
+    assert_eq!(
+        f.body.unwrap(),
+        r#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","tools":[{"name":"read"},{"name":"delete"}],"ttlMs":60000,"cacheScope":"private"}}"#
+    );
+}
+
+#[test]
+fn a_private_or_absent_cache_scope_is_left_alone() {
+    let private = TOOLS_2026.replace("\"public\"", "\"private\"");
+    let f = filter_list_response(&private, ListKind::Tools, &Limits::default(), |_| true).unwrap();
+    assert_eq!(f.body, None);
+    // Older revisions have no cacheScope: none is added.
+    let f =
+        filter_list_response(TOOLS, ListKind::Tools, &Limits::default(), allow_read_write).unwrap();
+    assert!(!f.body.unwrap().contains("cacheScope"));
+}
+
+#[test]
+fn a_tracked_list_response_becomes_cache_scope_private() {
+    // The path every JSON body and SSE event of a list answer takes.
+    let mut tracker = ResponseTracker::new();
+    tracker.record_id(IdKey::Number(7), Some(ListKind::Tools));
+    let f = tracker
+        .filter_body(TOOLS_2026, &Limits::default(), allow_read_write)
+        .unwrap();
+    let out = f.body.unwrap();
+    assert!(out.contains(r#""cacheScope":"private""#), "{out}");
+    assert!(!out.contains(r#""name":"delete""#), "{out}");
+}
+
+#[test]
+fn a_discover_answer_that_carries_tools_is_filtered_like_tools_list() {
+    let mut tracker = ResponseTracker::new();
+    let request = jsonrpc::parse(
+        br#"{"jsonrpc":"2.0","id":9,"method":"server/discover","params":{}}"#,
+        &Limits::default(),
+    )
+    .unwrap();
+    tracker.record_body(&request);
+    let with_tools = r#"{"jsonrpc":"2.0","id":9,"result":{"supportedVersions":["2026-07-28"],"capabilities":{},"tools":[{"name":"read"},{"name":"delete"}],"ttlMs":0,"cacheScope":"public"}}"#;
+    let f = tracker
+        .filter_body(with_tools, &Limits::default(), allow_read_write)
+        .unwrap();
+    assert_eq!(
+        f.body.unwrap(),
+        r#"{"jsonrpc":"2.0","id":9,"result":{"supportedVersions":["2026-07-28"],"capabilities":{},"tools":[{"name":"read"}],"ttlMs":0,"cacheScope":"private"}}"#
+    );
+    // A plain discover answer (the spec's shape) passes untouched, its scope the server's.
+    let plain = r#"{"jsonrpc":"2.0","id":9,"result":{"supportedVersions":["2026-07-28"],"capabilities":{},"ttlMs":0,"cacheScope":"public"}}"#;
+    let f = tracker
+        .filter_body(plain, &Limits::default(), allow_read_write)
+        .unwrap();
+    assert_eq!(f.body, None);
+}

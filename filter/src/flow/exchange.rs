@@ -16,6 +16,7 @@
 //!   body while the headers are paused makes the request hold its headers after all: resuming
 //!   them would pass the buffered body on unread.
 
+use mcpgate_protocol::request_metadata::RequestHeaders;
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
@@ -104,6 +105,8 @@ pub(super) struct RequestInfo {
     pub(super) identity: Rc<Identity>,
     pub(super) request_id: String,
     pub(super) protocol_version: Option<String>,
+    /// `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*` (checked under 2026-07-28).
+    pub(super) metadata: RequestHeaders,
     pub(super) http_method: String,
 }
 

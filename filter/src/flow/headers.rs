@@ -40,6 +40,23 @@ impl Headers {
             .map(|(_, v)| v.as_slice())
     }
 
+    /// The MCP request metadata headers (invalid UTF-8 becomes U+FFFD, which the checks
+    /// refuse as an invalid character).
+    pub(super) fn request_metadata(&self) -> mcpgate_protocol::request_metadata::RequestHeaders {
+        let pairs: Vec<(&str, String)> = self
+            .0
+            .iter()
+            .filter(|(n, _)| {
+                let n = n.to_ascii_lowercase();
+                n.starts_with("mcp-")
+            })
+            .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v).into_owned()))
+            .collect();
+        mcpgate_protocol::request_metadata::RequestHeaders::from_pairs(
+            pairs.iter().map(|(n, v)| (*n, v.as_str())),
+        )
+    }
+
     /// `:authority`, or `Host`.
     pub(super) fn authority(&self) -> String {
         self.get(":authority")

@@ -5,6 +5,7 @@
 use super::exchange::{Exchange, State};
 use super::headers::Headers;
 use super::host::{Action, Host, LogLevel, Side};
+use super::param_headers;
 use crate::list_response::Plan;
 
 impl Exchange {
@@ -52,6 +53,8 @@ impl Exchange {
                 {
                     replace_response_body(host, body_size, &new);
                 }
+                list.learn_json(&body);
+                param_headers::store(host, &request.route.param_key_prefix, list.take_learned());
                 self.plan = Plan::PassThrough;
                 Action::Continue
             }
@@ -66,6 +69,7 @@ impl Exchange {
                 if out != chunk {
                     replace_response_body(host, body_size, &out);
                 }
+                param_headers::store(host, &request.route.param_key_prefix, list.take_learned());
                 Action::Continue
             }
         }

@@ -37,6 +37,7 @@ mod host;
 mod internal_api;
 mod jwks_refresh;
 mod list_filtering;
+mod param_headers;
 mod request_body;
 mod revocation_poll;
 mod server_route;
@@ -50,6 +51,8 @@ mod vm;
 mod client_route_tests;
 #[cfg(test)]
 mod exchange_tests;
+#[cfg(test)]
+mod mcp2026_tests;
 #[cfg(test)]
 mod mock_host;
 #[cfg(test)]

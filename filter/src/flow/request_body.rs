@@ -3,13 +3,14 @@
 //! it (or on the identity alone for a request without one), recorded for the audit and stats.
 
 use mcpgate_protocol::body::BodyAccumulator;
-use mcpgate_protocol::jsonrpc::Limits;
+use mcpgate_protocol::jsonrpc::{Limits, Revision};
 use mcpgate_protocol::request_checks;
 
 use super::exchange::{set_audit, Creds, Exchange, RequestInfo, State};
 use super::host::{Action, Host, Side};
+use super::param_headers;
 use crate::credentials::RequestIds;
-use crate::decision::{self, DecisionContext, Outcome};
+use crate::decision::{self, DecisionContext, Outcome, RequestExtras};
 use crate::list_response::ListResponse;
 
 impl Exchange {
@@ -138,12 +139,21 @@ impl Exchange {
         let Some(request) = self.request.as_ref() else {
             return false;
         };
-        let parsed = body.parse(&Limits::default());
+        // Methods 2026-07-28 removed are the server's to answer, not shape-checked here.
+        let revision = Revision::of(request.protocol_version.as_deref());
+        let parsed = body.parse_for(&Limits::default(), revision);
         if !self.creds.settled() {
             // Kept to answer each request if the provider turns out to be down.
             self.request_ids = parsed.as_ref().ok().map(RequestIds::of);
         }
-        let outcome = decision::decide_body(&self.context(request), parsed);
+        let prefix = &request.route.param_key_prefix;
+        let lookup = |tool: &str| param_headers::load(host, prefix, tool);
+        let extras = RequestExtras {
+            raw_body: body.bytes(),
+            metadata: Some(&request.metadata),
+            tool_params: Some(&lookup),
+        };
+        let outcome = decision::decide_request(&self.context(request), parsed, &extras);
         self.apply(host, outcome)
     }
 

@@ -276,6 +276,7 @@ impl Exchange {
             identity,
             request_id: self.headers.get("x-request-id").unwrap_or_default(),
             protocol_version: self.headers.get("mcp-protocol-version"),
+            metadata: self.headers.request_metadata(),
             http_method: self.headers.get(":method").unwrap_or_default(),
         });
         true

@@ -136,6 +136,8 @@ pub struct RouteRuntime {
     pub(super) policy: Policy,
     pub(super) redaction: Redaction,
     pub(super) max_request_bytes: usize,
+    /// Shared-data key prefix of the route's learned `x-mcp-header` annotations (per tool).
+    pub(super) param_key_prefix: String,
 }
 
 impl RouteRuntime {
@@ -151,6 +153,7 @@ impl RouteRuntime {
             policy,
             redaction,
             max_request_bytes: route.max_request_bytes,
+            param_key_prefix: format!("mcpgate_x_mcp_header|{}|", route.resource),
         })
     }
 }

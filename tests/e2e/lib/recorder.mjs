@@ -53,6 +53,19 @@ export const RECORDER_RESOURCES = Object.freeze([
   { uri: 'admin_secrets://vault/keys', name: 'vault' },
 ]);
 export const PAGE2_CURSOR = 'cursor:page-2/\u00e9t\u00e9';
+/** A tool that mirrors arguments into headers (`x-mcp-header`, MCP 2026-07-28), listed only under that revision. */
+export const RECORDER_SQL_TOOL = Object.freeze({
+  name: 'execute_sql',
+  description: 'Executes SQL in a region',
+  inputSchema: {
+    type: 'object',
+    properties: {
+      region: { type: 'string', 'x-mcp-header': 'Region' },
+      query: { type: 'string' },
+      opts: { type: 'object', properties: { limit: { type: 'integer', 'x-mcp-header': 'Limit' } } },
+    },
+  },
+});
 
 const PROTOCOL_VERSION = '2025-06-18';
 
@@ -67,6 +80,28 @@ function answer(msg, req) {
   }
   if (!('id' in msg) || typeof msg.method !== 'string') return undefined;
   const params = msg.params ?? {};
+  // MCP 2026-07-28: list results are cacheable (`ttlMs`, `cacheScope`) and carry `resultType`.
+  const v2026 = req.headers['mcp-protocol-version'] === '2026-07-28';
+  if (v2026) {
+    const cacheable = { resultType: 'complete', ttlMs: 60000, cacheScope: 'public' };
+    switch (msg.method) {
+      case 'tools/list':
+        return rpcResult(msg.id, { tools: [...RECORDER_TOOLS, RECORDER_SQL_TOOL], ...cacheable });
+      case 'prompts/list':
+        return rpcResult(msg.id, { prompts: RECORDER_PROMPTS, ...cacheable });
+      case 'resources/list':
+        return rpcResult(msg.id, { resources: RECORDER_RESOURCES, ...cacheable });
+      case 'server/discover':
+        return rpcResult(msg.id, {
+          supportedVersions: ['2026-07-28'], capabilities: { tools: {} }, ...cacheable,
+          // `x-recorder-discover-tools: 1`: a (non-standard) discover answer that carries the tools.
+          ...(req.headers['x-recorder-discover-tools'] === '1' ? { tools: RECORDER_TOOLS } : {}),
+          _meta: { 'io.modelcontextprotocol/serverInfo': { name: 'mcpgate-e2e-recorder', version: '1.0.0' } },
+        });
+      default:
+        break;
+    }
+  }
   switch (msg.method) {
     case 'initialize':
       return rpcResult(msg.id, {

@@ -92,15 +92,18 @@ async function expectDenied(what, opts, { idRaw = '1', tool } = {}) {
   return r;
 }
 
-/** A parse/shape rejection: HTTP `status` (400), JSON-RPC error with one of `codes` and id null. */
-async function expectRejected(what, opts, { status = 400, codes = [-32700] } = {}) {
+/**
+ * A parse/shape rejection: HTTP `status` (400), JSON-RPC error with one of `codes`, and `id`: the
+ * request's id when the body is JSON whose id could be read, else null.
+ */
+async function expectRejected(what, opts, { status = 400, codes = [-32700], id = null } = {}) {
   const r = await attempt(opts);
   const { res } = r;
   assert.equal(res.status, status, `${what}: expected HTTP ${status}, got ${show(res)}`);
   assertJsonContentType(what, res);
   assert.equal(res.json?.jsonrpc, '2.0', `${what}: JSON-RPC error body, got ${show(res)}`);
   assert.ok(codes.includes(res.json?.error?.code), `${what}: error code one of ${codes.join(', ')}, got ${show(res)}`);
-  assert.ok('id' in (res.json ?? {}) && res.json.id === null, `${what}: a parse rejection carries "id": null, got ${show(res)}`);
+  assert.ok('id' in (res.json ?? {}) && res.json.id === id, `${what}: a parse rejection carries "id": ${JSON.stringify(id)}, got ${show(res)}`);
   assertNothingUpstream(what, r);
   return r;
 }
@@ -717,7 +720,7 @@ const nameCases = {
 };
 for (const [name, body] of Object.entries(nameCases)) {
   test(`shape: ${name} → 400, not forwarded`, async () => {
-    await expectRejected(name, { body }, { codes: PARAMS_CODES });
+    await expectRejected(name, { body }, { codes: PARAMS_CODES, id: 1 });
   });
 }
 
@@ -732,7 +735,7 @@ const methodCases = {
 };
 for (const [name, body] of Object.entries(methodCases)) {
   test(`shape: ${name} → 400 invalid request`, async () => {
-    await expectRejected(name, { body }, { codes: [-32600] });
+    await expectRejected(name, { body }, { codes: [-32600], id: name === 'top-level string' ? null : 1 });
   });
 }
 
