@@ -8,3 +8,6 @@ CREATE TABLE used_assertions (
     PRIMARY KEY (issuer, jti)
 );
 CREATE INDEX used_assertions_expires ON used_assertions (expires_at);
+
+-- Service accounts that authenticate with private_key_jwt: their public keys (a JWK Set, JSON).
+ALTER TABLE service_accounts ADD COLUMN client_jwks TEXT;

@@ -279,6 +279,30 @@ test('a private_key_jwt client completes the authorization-code flow and refresh
   assert.equal(refreshed.status, 200, `refresh: ${describe(refreshed)}`);
 });
 
+test('a service account authenticates with private_key_jwt for client_credentials', async () => {
+  const key = await keyPair('ES256');
+  const jwksFile = path.join(gw.dir, 'service-account-jwks.json');
+  fs.writeFileSync(jwksFile, JSON.stringify({ keys: [key.jwk] }));
+  const created = await gw.cli(['service-account', 'create', '--name', 'enterprise-robot', '--email', 'robot@example.com',
+    '--route', gw.route('/a').url, '--jwks', jwksFile]);
+  assert.equal(created.code, 0, `service-account create --jwks: ${created.stderr.slice(0, 1000)}`);
+  const clientId = /client_id:\s*(\S+)/.exec(created.stdout)?.[1];
+  assert.ok(clientId, `a client_id is printed: ${created.stdout}`);
+  assert.ok(!/client_secret/.test(created.stdout), 'no secret for a private_key_jwt account');
+  const account = { clientId, privateKey: key.privateKey, kid: key.kid };
+  const res = await tokenRequest(gw, {
+    grant_type: 'client_credentials', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: await clientAssertion(account),
+  });
+  assert.equal(res.status, 200, `client_credentials with private_key_jwt: ${describe(res)}`);
+  assert.equal(decodeJwt(res.json.access_token).payload.email, 'robot@example.com');
+  const forged = await tokenRequest(gw, {
+    grant_type: 'client_credentials', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: await clientAssertion({ ...account, kid: client.kid, privateKey: client.privateKey }),
+  });
+  expectError(forged, 401, 'invalid_client', 'a service account assertion signed by another key', 'not published');
+  const secret = await tokenRequest(gw, { grant_type: 'client_credentials', client_id: clientId, client_secret: 'y'.repeat(32) });
+  expectError(secret, 401, 'invalid_client', 'a secret for a private_key_jwt account', 'private_key_jwt');
+});
+
 test('grants are audited with user, client and idp; no assertion reaches a log', async () => {
   const log = fs.readFileSync(path.join(gw.paths.logs, 'token-service.log'), 'utf8');
   const lines = log.split('\n').filter((l) => l.includes('jwt_bearer_grant'));

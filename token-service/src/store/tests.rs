@@ -349,6 +349,7 @@ async fn exercise(store: &Store) {
         revoked_at: None,
         client_id: Some("sa-0a1b".into()),
         client_secret_hash: Some("h".into()),
+        client_jwks: None,
     };
     store
         .insert_service_account(&account)
