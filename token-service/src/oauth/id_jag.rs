@@ -280,6 +280,7 @@ async fn accept(
     let accepted = match (&idp.jwks, &idp.jwks_uri) {
         (Some(jwks), _) => check_with_keys(raw, &header, idp, jwks, &expected, leeway)?,
         (None, Some(uri)) => {
+            state.oidc.key_sets.trust(uri);
             let verified = state
                 .oidc
                 .key_sets

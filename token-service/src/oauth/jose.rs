@@ -242,6 +242,9 @@ pub struct KeySets {
     http: reqwest::Client,
     cache: Mutex<HashMap<String, CachedKeys>>,
     refetched: Mutex<HashMap<String, Instant>>,
+    /// URLs the operator configured (enterprise providers' `jwks_uri`): fetched as they are.
+    /// Any other (a client's registered `jwks_uri`) must resolve to public addresses only.
+    trusted: Mutex<HashSet<String>>,
 }
 
 impl KeySets {
@@ -255,12 +258,78 @@ impl KeySets {
             http,
             cache: Mutex::new(HashMap::new()),
             refetched: Mutex::new(HashMap::new()),
+            trusted: Mutex::new(HashSet::new()),
         })
     }
 
+    /// Marks `url` as configured by the operator (it may be on a private network).
+    pub fn trust(&self, url: &str) {
+        self.trusted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(url.to_string());
+    }
+
+    fn public_only(&self, url: &str) -> bool {
+        !self
+            .trusted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(url)
+    }
+
+    /// A client for `url` whose every address is public, pinned to the first (a client-chosen
+    /// `jwks_uri` must not reach internal services, also not by a DNS answer changing between
+    /// the check and the connection).
+    async fn public_client(url: &str) -> Result<reqwest::Client, String> {
+        use std::net::{IpAddr, SocketAddr};
+        let parsed = url::Url::parse(url).map_err(|_| "the jwks_uri is not a URL".to_string())?;
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let (domain, addrs): (Option<String>, Vec<SocketAddr>) = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => (None, vec![SocketAddr::new(IpAddr::V4(ip), port)]),
+            Some(url::Host::Ipv6(ip)) => (None, vec![SocketAddr::new(IpAddr::V6(ip), port)]),
+            Some(url::Host::Domain(d)) => {
+                let found = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    tokio::net::lookup_host((d, port)),
+                )
+                .await
+                .map_err(|_| "resolving its host timed out".to_string())?
+                .map_err(|_| "its host does not resolve".to_string())?;
+                (Some(d.to_string()), found.collect())
+            }
+            None => return Err("the jwks_uri names no host".into()),
+        };
+        let pinned = addrs
+            .first()
+            .copied()
+            .ok_or_else(|| "its host has no address".to_string())?;
+        if addrs
+            .iter()
+            .any(|a| crate::clients::metadata_document::address_is_forbidden(a.ip()))
+        {
+            return Err("its host is not a public address".into());
+        }
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .https_only(true)
+            .no_proxy()
+            .user_agent(concat!("mcpgate-token-service/", env!("CARGO_PKG_VERSION")));
+        if let Some(domain) = &domain {
+            builder = builder.resolve(domain, pinned);
+        }
+        builder.build().map_err(|_| "no HTTP client".to_string())
+    }
+
     async fn fetch(&self, url: &str) -> Result<Arc<Value>, String> {
-        let response = self
-            .http
+        let public_only = self.public_only(url);
+        let http = if public_only {
+            Self::public_client(url).await?
+        } else {
+            self.http.clone()
+        };
+        let response = http
             .get(url)
             .header("accept", "application/json")
             .send()
@@ -458,6 +527,24 @@ pub(crate) mod tests {
             5
         )
         .is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_client_jwks_uri_never_reaches_private_addresses() {
+        let sets = KeySets::new().expect("client");
+        for url in [
+            "https://127.0.0.1:9/jwks",
+            "https://[::1]:9/jwks",
+            "https://10.0.0.1:9/jwks",
+            "https://localhost:9/jwks",
+        ] {
+            let e = sets.get(url).await.expect_err("refused");
+            assert!(e.contains("not a public address"), "{url}: {e}");
+        }
+        // An operator-configured URL is fetched as it is (here: nothing listens).
+        sets.trust("http://127.0.0.1:9/jwks");
+        let e = sets.get("http://127.0.0.1:9/jwks").await.expect_err("down");
+        assert!(!e.contains("public"), "{e}");
     }
 
     #[test]
