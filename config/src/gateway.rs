@@ -76,6 +76,8 @@ pub enum TokenEndpointAuthMethod {
     None,
     ClientSecretBasic,
     ClientSecretPost,
+    /// RFC 7523 §2.2: a JWT signed with the client's key (registered `jwks` or `jwks_uri`).
+    PrivateKeyJwt,
 }
 
 impl TokenEndpointAuthMethod {
@@ -84,6 +86,7 @@ impl TokenEndpointAuthMethod {
             Self::None => "none",
             Self::ClientSecretBasic => "client_secret_basic",
             Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
         }
     }
 }
@@ -722,6 +725,13 @@ impl GatewayConfig {
                 ));
             }
             match (c.token_endpoint_auth_method, &c.client_secret) {
+                (TokenEndpointAuthMethod::PrivateKeyJwt, _) => {
+                    return Err(ConfigError::new(
+                        field("token_endpoint_auth_method"),
+                        "private_key_jwt is for dynamically registered clients (with jwks or jwks_uri); \
+                         a pre-registered client uses none, client_secret_basic or client_secret_post",
+                    ))
+                }
                 (TokenEndpointAuthMethod::None, Some(_)) => {
                     return Err(ConfigError::new(
                         field("client_secret"),

@@ -1,5 +1,7 @@
 //! How people sign in: the built-in user directory (`token_service.users_file`) and any number
 //! of OpenID Connect providers (`identity.oidc`). Each provider gets a button on the sign-in page.
+//! Enterprise identity providers (`identity.enterprise`) sign people in without a browser: the
+//! token endpoint accepts their identity assertion authorization grants (ID-JAG).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -17,7 +19,49 @@ pub struct Identity {
     /// OpenID Connect providers people may sign in with.
     #[serde(default)]
     pub oidc: Vec<OidcProvider>,
+    /// Enterprise identity providers whose identity assertion authorization grants
+    /// (`typ: oauth-id-jag+jwt`, the JWT-bearer grant) the token endpoint accepts.
+    #[serde(default)]
+    pub enterprise: Vec<EnterpriseIdp>,
 }
+
+/// One trusted enterprise identity provider (draft-ietf-oauth-identity-assertion-authz-grant,
+/// the MCP enterprise-managed authorization extension).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnterpriseIdp {
+    /// `[a-z0-9-]+`, unique among `identity.enterprise`. Qualifies subjects (`<id>:<sub>`): give
+    /// it the id of the `identity.oidc` provider that is the same IdP so a person is one user.
+    pub id: String,
+    /// The exact `iss` of its assertions.
+    pub issuer: String,
+    /// Where its signing keys are published (fetched, cached, re-fetched on an unknown `kid`).
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Its signing keys inline (a JWK Set), instead of `jwks_uri`.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// The `aud` its assertions must carry; default: this gateway's issuer.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// When set, only these OAuth clients may redeem its assertions.
+    #[serde(default)]
+    pub allowed_clients: Vec<String>,
+    /// Where the identity is found in the assertion's claims: dotted paths.
+    #[serde(default)]
+    pub claims: ClaimPaths,
+    /// When set, only addresses in these domains are accepted.
+    #[serde(default)]
+    pub allowed_email_domains: Vec<String>,
+    /// Assertion signature algorithms accepted (asymmetric only).
+    #[serde(default = "default_algorithms")]
+    pub allowed_algorithms: Vec<String>,
+}
+
+/// The asymmetric JWS algorithms an assertion (ID-JAG, `private_key_jwt`) may be signed with.
+pub const ASSERTION_ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 /// One OpenID Connect provider (authorization code flow with PKCE, discovery from `issuer`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -271,8 +315,156 @@ impl Identity {
                 ));
             }
         }
+        self.validate_enterprise()
+    }
+
+    fn validate_enterprise(&self) -> Result<(), ConfigError> {
+        let mut ids = HashSet::new();
+        let mut issuers = HashSet::new();
+        for (i, p) in self.enterprise.iter().enumerate() {
+            let field = |f: &str| format!("identity.enterprise[{i}].{f}");
+            if !valid_id(&p.id) {
+                return Err(ConfigError::new(
+                    field("id"),
+                    "must be 1 to 63 characters of a-z, 0-9 and '-'",
+                ));
+            }
+            if !ids.insert(p.id.as_str()) {
+                return Err(ConfigError::new(
+                    field("id"),
+                    format!("'{}' is used by another enterprise provider", p.id),
+                ));
+            }
+            validate_oidc_issuer(&p.issuer).map_err(|r| ConfigError::new(field("issuer"), r))?;
+            if !issuers.insert(p.issuer.as_str()) {
+                return Err(ConfigError::new(
+                    field("issuer"),
+                    "is the issuer of another enterprise provider",
+                ));
+            }
+            match (&p.jwks_uri, &p.jwks) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::new(
+                        field("jwks"),
+                        "set jwks_uri or jwks, not both",
+                    ))
+                }
+                (None, None) => {
+                    return Err(ConfigError::new(
+                        field("jwks_uri"),
+                        "is required (or jwks, the keys inline): assertions are verified with the provider's keys",
+                    ))
+                }
+                (Some(uri), None) => validate_oidc_issuer(uri)
+                    .map_err(|r| ConfigError::new(field("jwks_uri"), r))?,
+                (None, Some(jwks)) => validate_jwks(jwks)
+                    .map_err(|(f, r)| ConfigError::new(field(&format!("jwks{f}")), r))?,
+            }
+            if let Some(aud) = &p.audience {
+                if aud.trim().is_empty() {
+                    return Err(ConfigError::new(field("audience"), "must not be empty"));
+                }
+            }
+            for (j, c) in p.allowed_clients.iter().enumerate() {
+                if c.trim().is_empty() {
+                    return Err(ConfigError::new(
+                        field(&format!("allowed_clients[{j}]")),
+                        "must not be empty",
+                    ));
+                }
+            }
+            validate_claims_and_domains(&p.claims, &p.allowed_email_domains, &field)?;
+            if p.allowed_algorithms.is_empty() {
+                return Err(ConfigError::new(
+                    field("allowed_algorithms"),
+                    "must list at least one algorithm",
+                ));
+            }
+            for (j, alg) in p.allowed_algorithms.iter().enumerate() {
+                if !ASSERTION_ALGORITHMS.contains(&alg.as_str()) {
+                    return Err(ConfigError::new(
+                        field(&format!("allowed_algorithms[{j}]")),
+                        format!("must be one of {}", ASSERTION_ALGORITHMS.join(", ")),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn validate_claims_and_domains(
+    claims: &ClaimPaths,
+    domains: &[String],
+    field: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    for (name, path) in [
+        ("email", &claims.email),
+        ("name", &claims.name),
+        ("groups", &claims.groups),
+    ] {
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            return Err(ConfigError::new(
+                field(&format!("claims.{name}")),
+                "must be a claim name or a dotted path (org.groups)",
+            ));
+        }
+    }
+    for (j, d) in domains.iter().enumerate() {
+        let ok = !d.is_empty()
+            && !d.starts_with('.')
+            && !d.contains('@')
+            && d.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if !ok {
+            return Err(ConfigError::new(
+                field(&format!("allowed_email_domains[{j}]")),
+                "must be a domain name like example.com",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A JWK Set of public signing keys: `{"keys": [{"kty": …}, …]}`, at least one, no private
+/// parts. Errors are (the field below `jwks`, the reason).
+pub fn validate_jwks(jwks: &serde_json::Value) -> Result<(), (String, String)> {
+    let keys = jwks
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| {
+            (
+                String::new(),
+                "must be a JWK Set: an object with a keys array".to_string(),
+            )
+        })?;
+    if keys.is_empty() {
+        return Err((".keys".into(), "must list at least one key".into()));
+    }
+    for (i, k) in keys.iter().enumerate() {
+        let at = |f: &str| format!(".keys[{i}]{f}");
+        let Some(kty) = k.get("kty").and_then(serde_json::Value::as_str) else {
+            return Err((at(".kty"), "is required".into()));
+        };
+        if !matches!(kty, "RSA" | "EC" | "OKP") {
+            return Err((at(".kty"), "must be RSA, EC or OKP".into()));
+        }
+        if k.get("d").is_some() {
+            return Err((
+                at(".d"),
+                "is a private key part: publish public keys only".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An issuer: https, or http on a loopback host (a local test provider); no query or fragment.
@@ -316,22 +508,27 @@ mod tests {
     }
 
     fn err(p: OidcProvider) -> ConfigError {
-        Identity { oidc: vec![p] }
-            .validate(false)
-            .expect_err("rejected")
+        Identity {
+            oidc: vec![p],
+            ..Default::default()
+        }
+        .validate(false)
+        .expect_err("rejected")
     }
 
     #[test]
     fn a_valid_provider_passes() {
         assert!(Identity {
-            oidc: vec![provider()]
+            oidc: vec![provider()],
+            ..Default::default()
         }
         .validate(false)
         .is_ok());
         let mut loopback = provider();
         loopback.issuer = "http://127.0.0.1:9000/oidc".into();
         assert!(Identity {
-            oidc: vec![loopback]
+            oidc: vec![loopback],
+            ..Default::default()
         }
         .validate(false)
         .is_ok());
@@ -373,9 +570,127 @@ mod tests {
         assert_eq!(err(p).field, "identity.oidc[0].allowed_email_domains[0]");
         let e = Identity {
             oidc: vec![provider(), provider()],
+            ..Default::default()
         }
         .validate(true)
         .expect_err("duplicate id");
         assert_eq!(e.field, "identity.oidc[1].id");
+    }
+
+    fn enterprise() -> EnterpriseIdp {
+        EnterpriseIdp {
+            id: "corp".into(),
+            issuer: "https://idp.example.com".into(),
+            jwks_uri: Some("https://idp.example.com/jwks".into()),
+            jwks: None,
+            audience: None,
+            allowed_clients: vec![],
+            claims: ClaimPaths::default(),
+            allowed_email_domains: vec![],
+            allowed_algorithms: default_algorithms(),
+        }
+    }
+
+    fn enterprise_err(list: Vec<EnterpriseIdp>) -> ConfigError {
+        Identity {
+            enterprise: list,
+            ..Default::default()
+        }
+        .validate(true)
+        .expect_err("rejected")
+    }
+
+    #[test]
+    fn enterprise_providers_are_validated_by_field() {
+        let ok = |list: Vec<EnterpriseIdp>| {
+            Identity {
+                enterprise: list,
+                ..Default::default()
+            }
+            .validate(true)
+        };
+        assert!(ok(vec![enterprise()]).is_ok());
+        let mut inline = enterprise();
+        inline.jwks_uri = None;
+        inline.jwks =
+            Some(serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}));
+        inline.issuer = "http://127.0.0.1:9000".into();
+        assert!(ok(vec![inline.clone()]).is_ok());
+
+        type Change = Box<dyn Fn(&mut EnterpriseIdp)>;
+        let cases: Vec<(Change, &str)> = vec![
+            (
+                Box::new(|p| p.id = "Corp".into()),
+                "identity.enterprise[0].id",
+            ),
+            (
+                Box::new(|p| p.issuer = "http://idp.example.com".into()),
+                "identity.enterprise[0].issuer",
+            ),
+            (
+                Box::new(|p| p.jwks_uri = None),
+                "identity.enterprise[0].jwks_uri",
+            ),
+            (
+                Box::new(|p| p.jwks = Some(serde_json::json!({"keys": []}))),
+                "identity.enterprise[0].jwks",
+            ),
+            (
+                Box::new(|p| p.jwks_uri = Some("ftp://x".into())),
+                "identity.enterprise[0].jwks_uri",
+            ),
+            (
+                Box::new(|p| p.audience = Some(" ".into())),
+                "identity.enterprise[0].audience",
+            ),
+            (
+                Box::new(|p| p.allowed_clients = vec!["".into()]),
+                "identity.enterprise[0].allowed_clients[0]",
+            ),
+            (
+                Box::new(|p| p.claims.email = ".x".into()),
+                "identity.enterprise[0].claims.email",
+            ),
+            (
+                Box::new(|p| p.allowed_email_domains = vec!["@x".into()]),
+                "identity.enterprise[0].allowed_email_domains[0]",
+            ),
+            (
+                Box::new(|p| p.allowed_algorithms = vec![]),
+                "identity.enterprise[0].allowed_algorithms",
+            ),
+            (
+                Box::new(|p| p.allowed_algorithms = vec!["RS256".into(), "HS256".into()]),
+                "identity.enterprise[0].allowed_algorithms[1]",
+            ),
+        ];
+        for (change, field) in cases {
+            let mut p = enterprise();
+            change(&mut p);
+            assert_eq!(enterprise_err(vec![p]).field, field);
+        }
+        let mut no_keys = inline.clone();
+        no_keys.jwks = Some(serde_json::json!({"keys": [{"kty": "oct", "k": "x"}]}));
+        assert_eq!(
+            enterprise_err(vec![no_keys]).field,
+            "identity.enterprise[0].jwks.keys[0].kty"
+        );
+        let mut private = inline;
+        private.jwks = Some(
+            serde_json::json!({"keys": [{"kty": "RSA", "n": "x", "e": "AQAB", "d": "secret"}]}),
+        );
+        let e = enterprise_err(vec![private]);
+        assert_eq!(e.field, "identity.enterprise[0].jwks.keys[0].d");
+        assert!(!e.to_string().contains("secret"));
+        let mut second = enterprise();
+        second.id = "other".into();
+        assert_eq!(
+            enterprise_err(vec![enterprise(), second]).field,
+            "identity.enterprise[1].issuer"
+        );
+        assert_eq!(
+            enterprise_err(vec![enterprise(), enterprise()]).field,
+            "identity.enterprise[1].id"
+        );
     }
 }

@@ -377,6 +377,7 @@ impl Served {
                 routes: vec!["Everything".into()],
                 expires: None,
                 client_credentials: true,
+                jwks: None,
             },
             mcpgate_token_service::clock::now(),
         )

@@ -231,6 +231,7 @@ impl Harness {
                 routes: routes.iter().map(|r| r.to_string()).collect(),
                 expires: None,
                 client_credentials,
+                jwks: None,
             },
             now(),
         )
@@ -909,6 +910,7 @@ async fn service_account_tokens_verify_and_revocation_reaches_the_list() {
             routes: vec!["Everything".into()],
             expires: None,
             client_credentials: false,
+            jwks: None,
         },
         now(),
     )

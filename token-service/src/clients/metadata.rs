@@ -9,7 +9,7 @@ pub const MAX_CLIENT_NAME_CHARS: usize = 200;
 const MAX_STRING_CHARS: usize = 2000;
 const MAX_REDIRECT_URIS: usize = 20;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientMetadata {
     pub redirect_uris: Vec<String>,
     pub token_endpoint_auth_method: TokenEndpointAuthMethod,
@@ -33,7 +33,16 @@ pub struct ClientMetadata {
     pub software_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub software_version: Option<String>,
+    /// `private_key_jwt`: the client's public keys inline (a JWK Set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    /// `private_key_jwt`: where the client publishes its public keys (https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
 }
+
+/// The JWT-bearer authorization grant (RFC 7523 §2.1), used with an ID-JAG.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
 /// A rejected metadata field: `error` is `invalid_redirect_uri` or `invalid_client_metadata`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,12 +131,32 @@ impl ClientMetadata {
             .as_object()
             .ok_or_else(|| bad("", "client metadata must be a JSON object"))?;
 
+        // Absent grant_types would mean authorization_code only (RFC 7591); the gateway
+        // registers refresh_token too (§3.2.1 lets it substitute values) and echoes the result.
+        let grant_types = string_array(obj, "grant_types")?
+            .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
+        for (i, g) in grant_types.iter().enumerate() {
+            if g != "authorization_code" && g != "refresh_token" && g != JWT_BEARER_GRANT {
+                return Err(bad(
+                    format!("grant_types[{i}]"),
+                    format!("must be authorization_code, refresh_token or {JWT_BEARER_GRANT}"),
+                ));
+            }
+        }
+        let code_flow = grant_types.iter().any(|g| g == "authorization_code");
+        if !code_flow && !grant_types.iter().any(|g| g == JWT_BEARER_GRANT) {
+            return Err(bad(
+                "grant_types",
+                format!("must include authorization_code or {JWT_BEARER_GRANT}"),
+            ));
+        }
         let redirect_uris = match string_array(obj, "redirect_uris") {
             Ok(Some(uris)) => uris,
+            Ok(None) if !code_flow => vec![],
             Ok(None) => return Err(bad_redirect("redirect_uris", "is required")),
             Err(e) => return Err(bad_redirect(e.field, e.reason)),
         };
-        if redirect_uris.is_empty() {
+        if redirect_uris.is_empty() && code_flow {
             return Err(bad_redirect("redirect_uris", "must list at least one URI"));
         }
         if redirect_uris.len() > MAX_REDIRECT_URIS {
@@ -152,29 +181,14 @@ impl ClientMetadata {
                 None | Some("client_secret_basic") => TokenEndpointAuthMethod::ClientSecretBasic,
                 Some("none") => TokenEndpointAuthMethod::None,
                 Some("client_secret_post") => TokenEndpointAuthMethod::ClientSecretPost,
-                Some(_) => {
-                    return Err(bad(
-                        "token_endpoint_auth_method",
-                        "must be one of none, client_secret_basic, client_secret_post",
-                    ))
-                }
+                Some("private_key_jwt") => TokenEndpointAuthMethod::PrivateKeyJwt,
+                Some(_) => return Err(bad(
+                    "token_endpoint_auth_method",
+                    "must be one of none, client_secret_basic, client_secret_post, private_key_jwt",
+                )),
             };
+        let (jwks, jwks_uri) = client_keys(obj, token_endpoint_auth_method)?;
 
-        // Absent grant_types would mean authorization_code only (RFC 7591); the gateway
-        // registers refresh_token too (§3.2.1 lets it substitute values) and echoes the result.
-        let grant_types = string_array(obj, "grant_types")?
-            .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
-        for (i, g) in grant_types.iter().enumerate() {
-            if g != "authorization_code" && g != "refresh_token" {
-                return Err(bad(
-                    format!("grant_types[{i}]"),
-                    "must be authorization_code or refresh_token",
-                ));
-            }
-        }
-        if !grant_types.iter().any(|g| g == "authorization_code") {
-            return Err(bad("grant_types", "must include authorization_code"));
-        }
         let response_types =
             string_array(obj, "response_types")?.unwrap_or_else(|| vec!["code".into()]);
         for (i, r) in response_types.iter().enumerate() {
@@ -235,7 +249,45 @@ impl ClientMetadata {
             contacts,
             software_id,
             software_version,
+            jwks,
+            jwks_uri,
         })
+    }
+}
+
+/// `jwks` / `jwks_uri`: exactly one with `private_key_jwt`, neither with another method.
+#[allow(clippy::type_complexity)]
+fn client_keys(
+    obj: &Map<String, Value>,
+    method: TokenEndpointAuthMethod,
+) -> Result<(Option<Value>, Option<String>), MetadataError> {
+    let jwks = obj.get("jwks").filter(|v| !v.is_null()).cloned();
+    let jwks_uri = https_uri(obj, "jwks_uri")?;
+    if method != TokenEndpointAuthMethod::PrivateKeyJwt {
+        if jwks.is_some() || jwks_uri.is_some() {
+            let field = if jwks.is_some() { "jwks" } else { "jwks_uri" };
+            return Err(bad(
+                field,
+                "is only used with token_endpoint_auth_method private_key_jwt",
+            ));
+        }
+        return Ok((None, None));
+    }
+    match (&jwks, &jwks_uri) {
+        (Some(_), Some(_)) => Err(bad("jwks", "send jwks or jwks_uri, not both")),
+        (None, None) => Err(bad(
+            "jwks",
+            "private_key_jwt needs the client's public keys: jwks or jwks_uri",
+        )),
+        (Some(keys), None) => {
+            if keys.to_string().len() > 16 * 1024 {
+                return Err(bad("jwks", "must be at most 16 KiB"));
+            }
+            mcpgate_config::identity::validate_jwks(keys)
+                .map_err(|(f, r)| bad(format!("jwks{f}"), r))?;
+            Ok((jwks, None))
+        }
+        (None, Some(_)) => Ok((None, jwks_uri)),
     }
 }
 
@@ -299,6 +351,24 @@ mod tests {
         let cases = [
             (
                 json!({"token_endpoint_auth_method": "private_key_jwt"}),
+                "jwks",
+            ),
+            (
+                json!({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "http://a.example/k"}),
+                "jwks_uri",
+            ),
+            (
+                json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [{"kty": "RSA", "d": "x"}]}}),
+                "jwks.keys[0].d",
+            ),
+            (
+                json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []},
+                       "jwks_uri": "https://a.example/k"}),
+                "jwks",
+            ),
+            (json!({"jwks_uri": "https://a.example/k"}), "jwks_uri"),
+            (
+                json!({"token_endpoint_auth_method": "tls_client_auth"}),
                 "token_endpoint_auth_method",
             ),
             (
@@ -331,5 +401,31 @@ mod tests {
         .expect("valid");
         assert_eq!(ok.token_endpoint_auth_method, TokenEndpointAuthMethod::None);
         assert!(err(json!("not an object")).reason.contains("JSON object"));
+    }
+
+    #[test]
+    fn private_key_jwt_and_the_jwt_bearer_grant_register() {
+        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]});
+        let m = ClientMetadata::from_json(&json!({
+            "redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": jwks, "grant_types": ["authorization_code", JWT_BEARER_GRANT]
+        }))
+        .expect("valid");
+        assert_eq!(
+            m.token_endpoint_auth_method,
+            TokenEndpointAuthMethod::PrivateKeyJwt
+        );
+        assert_eq!(m.jwks, Some(jwks));
+        // A client of the JWT-bearer grant alone needs no redirect URI.
+        let m = ClientMetadata::from_json(&json!({
+            "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "https://a.example/jwks",
+            "grant_types": [JWT_BEARER_GRANT]
+        }))
+        .expect("valid");
+        assert!(m.redirect_uris.is_empty());
+        assert_eq!(
+            err(json!({"grant_types": ["authorization_code"]})).field,
+            "redirect_uris"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! OAuth clients of every origin (pre-registered in the gateway file, dynamically registered,
 //! client ID metadata documents), redirect URI matching, and token-endpoint client authentication.
 
+pub mod assertion;
 pub mod metadata;
 pub mod metadata_document;
 pub mod registration;
@@ -34,7 +35,7 @@ pub enum ClientKind {
     MetadataDocument,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Client {
     pub client_id: String,
     pub client_name: Option<String>,
@@ -44,6 +45,9 @@ pub struct Client {
     pub secret_hash: Option<String>,
     pub kind: ClientKind,
     pub grant_types: Vec<String>,
+    /// `private_key_jwt`: the registered public keys (a JWK Set) or where they are published.
+    pub jwks: Option<serde_json::Value>,
+    pub jwks_uri: Option<String>,
 }
 
 impl Client {
@@ -56,6 +60,8 @@ impl Client {
             secret_hash: c.client_secret.as_deref().map(opaque_token::hash),
             kind: ClientKind::PreRegistered,
             grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            jwks: None,
+            jwks_uri: None,
         }
     }
 
@@ -73,6 +79,8 @@ impl Client {
             secret_hash,
             kind,
             grant_types: metadata.grant_types,
+            jwks: metadata.jwks,
+            jwks_uri: metadata.jwks_uri,
         }
     }
 
@@ -97,6 +105,8 @@ impl Client {
             secret_hash: None,
             kind: ClientKind::MetadataDocument,
             grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            jwks: None,
+            jwks_uri: None,
         }
     }
 
@@ -106,6 +116,12 @@ impl Client {
 
     pub fn may_refresh(&self) -> bool {
         self.grant_types.iter().any(|g| g == "refresh_token")
+    }
+
+    pub fn may_use_jwt_bearer(&self) -> bool {
+        self.grant_types
+            .iter()
+            .any(|g| g == metadata::JWT_BEARER_GRANT)
     }
 
     /// The registered redirect URI the requested one matches, if any.
@@ -168,6 +184,8 @@ fn loopback_without_port(uri: &str) -> Option<String> {
 pub struct PresentedCredentials {
     pub client_id: String,
     pub secret: Option<String>,
+    /// `private_key_jwt`: the `client_assertion`.
+    pub assertion: Option<String>,
     pub method: TokenEndpointAuthMethod,
 }
 
@@ -179,6 +197,15 @@ pub fn presented_in_request(
     let authorization = headers
         .get(axum::http::header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("invalid"));
+    if let Some(p) = assertion::presented(
+        authorization.is_some(),
+        params.single("client_id")?,
+        params.single("client_secret")?,
+        params.single("client_assertion_type")?,
+        params.single("client_assertion")?,
+    )? {
+        return Ok(p);
+    }
     presented_credentials(
         authorization,
         params.single("client_id")?,
@@ -237,6 +264,7 @@ pub fn presented_credentials(
         return Ok(PresentedCredentials {
             client_id: id,
             secret: Some(secret),
+            assertion: None,
             method: TokenEndpointAuthMethod::ClientSecretBasic,
         });
     }
@@ -246,11 +274,13 @@ pub fn presented_credentials(
         Some(secret) => PresentedCredentials {
             client_id: client_id.to_string(),
             secret: Some(secret.to_string()),
+            assertion: None,
             method: TokenEndpointAuthMethod::ClientSecretPost,
         },
         None => PresentedCredentials {
             client_id: client_id.to_string(),
             secret: None,
+            assertion: None,
             method: TokenEndpointAuthMethod::None,
         },
     })
@@ -288,6 +318,8 @@ pub fn authenticate(client: &Client, presented: &PresentedCredentials) -> Result
         (TokenEndpointAuthMethod::None, _, Some(_)) => {
             Err(fail("a public client must not send a client secret"))
         }
+        // Verified by `assertion::verify` (it needs the keys and the jti store), never here.
+        (TokenEndpointAuthMethod::PrivateKeyJwt, _, _) => Err(fail("client authentication failed")),
         (_, Some(stored), Some(secret)) if opaque_token::matches(secret, stored) => Ok(()),
         _ => Err(fail("client authentication failed")),
     }
@@ -309,6 +341,8 @@ mod tests {
             secret_hash: secret.map(opaque_token::hash),
             kind: ClientKind::Registered,
             grant_types: vec!["authorization_code".into()],
+            jwks: Option::None,
+            jwks_uri: Option::None,
         }
     }
 
@@ -383,6 +417,7 @@ mod tests {
         let presented = |method, secret: Option<&str>| PresentedCredentials {
             client_id: "cli".into(),
             secret: secret.map(str::to_string),
+            assertion: Option::None,
             method,
         };
         // none

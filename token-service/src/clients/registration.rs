@@ -31,8 +31,11 @@ pub async fn register(store: &Store, body: &[u8], t: i64) -> Result<Value, OAuth
         _ => OAuthError::invalid_client_metadata(e.to_string()),
     })?;
     let client_id = opaque_token::generate();
-    let secret = (metadata.token_endpoint_auth_method != TokenEndpointAuthMethod::None)
-        .then(opaque_token::generate);
+    let secret = matches!(
+        metadata.token_endpoint_auth_method,
+        TokenEndpointAuthMethod::ClientSecretBasic | TokenEndpointAuthMethod::ClientSecretPost
+    )
+    .then(opaque_token::generate);
     let stored = StoredClient {
         client_id: client_id.clone(),
         secret_hash: secret.as_deref().map(opaque_token::hash),

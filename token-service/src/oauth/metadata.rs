@@ -28,7 +28,16 @@ fn all_scopes(routes: &[ServerRoute]) -> Vec<String> {
 pub fn authorization_server(config: &GatewayConfig, routes: &[ServerRoute], oidc: bool) -> Value {
     let a = &config.authorization_server;
     let issuer = a.issuer.as_str();
-    let auth_methods = ["none", "client_secret_basic", "client_secret_post"];
+    let auth_methods = [
+        "none",
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ];
+    let mut grant_types = vec!["authorization_code", "refresh_token", "client_credentials"];
+    if !config.identity.enterprise.is_empty() {
+        grant_types.push(crate::clients::metadata::JWT_BEARER_GRANT);
+    }
     let mut doc = json!({
         "issuer": issuer,
         "authorization_endpoint": format!("{issuer}{}", paths::AUTHORIZE),
@@ -37,11 +46,12 @@ pub fn authorization_server(config: &GatewayConfig, routes: &[ServerRoute], oidc
         "jwks_uri": format!("{issuer}{}", paths::JWKS),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": grant_types,
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "authorization_response_iss_parameter_supported": true,
+        "token_endpoint_auth_signing_alg_values_supported": mcpgate_config::identity::ASSERTION_ALGORITHMS,
     });
     if a.dynamic_registration.enabled {
         doc["registration_endpoint"] = json!(format!("{issuer}{}", paths::REGISTER));

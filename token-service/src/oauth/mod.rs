@@ -5,6 +5,8 @@
 pub mod access_token;
 pub mod authorize;
 pub mod error;
+pub mod id_jag;
+pub mod jose;
 pub mod metadata;
 pub mod opaque_token;
 pub mod pkce;

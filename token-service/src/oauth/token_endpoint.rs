@@ -343,7 +343,13 @@ pub async fn authenticate_client(
                 e
             }
         })?;
-    clients::authenticate(&client, &presented)?;
+    if presented.method == TokenEndpointAuthMethod::PrivateKeyJwt
+        && client.auth_method == TokenEndpointAuthMethod::PrivateKeyJwt
+    {
+        clients::assertion::verify(state, &client, &presented, now()).await?;
+    } else {
+        clients::authenticate(&client, &presented)?;
+    }
     Ok(client)
 }
 
@@ -384,8 +390,11 @@ async fn token(
     match grant_type {
         "authorization_code" => exchange_code(state, &client, &params, t).await,
         "refresh_token" => refresh(state, &client, &params, t).await,
+        crate::clients::metadata::JWT_BEARER_GRANT => {
+            crate::oauth::id_jag::grant(state, &client, &params, t).await
+        }
         _ => Err(OAuthError::unsupported_grant_type(
-            "grant_type must be authorization_code, refresh_token or client_credentials",
+            "grant_type must be authorization_code, refresh_token, client_credentials or urn:ietf:params:oauth:grant-type:jwt-bearer",
         )),
     }
 }

@@ -114,6 +114,9 @@ pub struct NewAccount {
     pub routes: Vec<String>,
     pub expires: Option<Duration>,
     pub client_credentials: bool,
+    /// `private_key_jwt`: the account's public keys (a JWK Set); implies client credentials
+    /// without a secret.
+    pub jwks: Option<serde_json::Value>,
 }
 
 /// What `service-account create` prints once.
@@ -127,6 +130,11 @@ pub enum Created {
         account: ServiceAccount,
         client_id: String,
         client_secret: String,
+    },
+    /// A `private_key_jwt` account: the client id only; it signs with its own key.
+    PrivateKeyJwt {
+        account: ServiceAccount,
+        client_id: String,
     },
 }
 
@@ -156,6 +164,10 @@ fn validate_new(new: &NewAccount) -> anyhow::Result<()> {
     }
     if new.expires.is_some_and(|d| d.as_secs() == 0) {
         bail!("--expires must be longer than zero");
+    }
+    if let Some(jwks) = &new.jwks {
+        mcpgate_config::identity::validate_jwks(jwks)
+            .map_err(|(f, r)| anyhow::anyhow!("--jwks: jwks{f} {r}"))?;
     }
     Ok(())
 }
@@ -195,12 +207,13 @@ pub async fn create(
         );
     }
     let id = new_id();
-    let lifetime = match (new.expires, new.client_credentials) {
+    let key_jwt = new.jwks.is_some();
+    let lifetime = match (new.expires, new.client_credentials || key_jwt) {
         (Some(d), _) => Some(secs(d)),
         (None, false) => Some(secs(DEFAULT_TOKEN_LIFETIME)),
         (None, true) => None,
     };
-    let secret = new.client_credentials.then(opaque_token::generate);
+    let secret = (new.client_credentials && !key_jwt).then(opaque_token::generate);
     let account = ServiceAccount {
         id: id.clone(),
         name: new.name,
@@ -210,8 +223,9 @@ pub async fn create(
         created_at: t,
         expires_at: lifetime.map(|l| t + l),
         revoked_at: None,
-        client_id: secret.as_ref().map(|_| format!("{CLIENT_ID_PREFIX}{id}")),
+        client_id: (secret.is_some() || key_jwt).then(|| format!("{CLIENT_ID_PREFIX}{id}")),
         client_secret_hash: secret.as_deref().map(opaque_token::hash),
+        client_jwks: new.jwks.as_ref().map(|j| j.to_string()),
     };
     store.insert_service_account(&account).await?;
     tracing::info!(
@@ -220,8 +234,13 @@ pub async fn create(
         service_account = %account.name,
         sub = %subject(&account.id),
         routes = %account.routes.join(" "),
-        client_credentials = secret.is_some(),
+        client_credentials = secret.is_some() || key_jwt,
+        private_key_jwt = key_jwt,
     );
+    if key_jwt {
+        let client_id = account.client_id.clone().unwrap_or_default();
+        return Ok(Created::PrivateKeyJwt { account, client_id });
+    }
     if let Some(client_secret) = secret {
         let client_id = account.client_id.clone().unwrap_or_default();
         return Ok(Created::ClientCredentials {
@@ -273,6 +292,43 @@ pub async fn revoke(store: &Store, name: &str, t: i64) -> anyhow::Result<Service
 
 // --- the client_credentials grant --------------------------------------------------------------
 
+/// A `private_key_jwt` service account's client assertion: every check, then single use.
+async fn key_jwt_authenticated(
+    state: &AppState,
+    account: &ServiceAccount,
+    presented: &clients::PresentedCredentials,
+    jwks: &serde_json::Value,
+    t: i64,
+) -> Result<(), OAuthError> {
+    let client_id = account.client_id.clone().unwrap_or_default();
+    let raw = presented.assertion.as_deref().unwrap_or_default();
+    let audiences = [
+        format!("{}{}", state.issuer, mcpgate_config::paths::TOKEN),
+        state.issuer.clone(),
+    ];
+    let expected = clients::assertion::Expected {
+        client_id: &client_id,
+        audiences: &audiences,
+        now: t,
+        leeway_secs: state.config.authorization_server.leeway.as_secs(),
+    };
+    let accepted = clients::assertion::check(raw, jwks, &expected)?;
+    if !state
+        .store
+        .use_assertion(
+            &format!("client:{client_id}"),
+            &accepted.jti,
+            accepted.expires_at,
+        )
+        .await?
+    {
+        return Err(OAuthError::invalid_client(
+            "client assertion: its jti was already used (a replayed assertion)",
+        ));
+    }
+    Ok(())
+}
+
 /// `grant_type=client_credentials` at the token endpoint: only service accounts created with
 /// `--client-credentials`, authenticated with `client_secret_basic` or `client_secret_post`.
 pub async fn client_credentials(
@@ -306,8 +362,27 @@ pub async fn client_credentials(
             e
         }
     };
-    let authenticated = match (&presented.secret, &account.client_secret_hash) {
-        (Some(secret), Some(hash)) => opaque_token::matches(secret, hash),
+    let authenticated = match (
+        presented.method,
+        &account.client_jwks,
+        &presented.secret,
+        &account.client_secret_hash,
+    ) {
+        (TokenEndpointAuthMethod::PrivateKeyJwt, Some(jwks), _, _) => {
+            let jwks: serde_json::Value =
+                serde_json::from_str(jwks).map_err(anyhow::Error::from)?;
+            key_jwt_authenticated(state, &account, &presented, &jwks, t).await?;
+            true
+        }
+        (TokenEndpointAuthMethod::PrivateKeyJwt, None, _, _) => {
+            return Err(fail(
+                "client authentication failed: this service account uses a client secret",
+            ))
+        }
+        (_, Some(_), _, _) => return Err(fail(
+            "client authentication failed: this service account is registered for private_key_jwt",
+        )),
+        (_, None, Some(secret), Some(hash)) => opaque_token::matches(secret, hash),
         _ => false,
     };
     if !authenticated {
@@ -432,6 +507,10 @@ pub struct CreateArgs {
     /// Issue a client_id and client_secret for the client_credentials grant instead of a token.
     #[arg(long)]
     pub client_credentials: bool,
+    /// A JWK Set file (the account's public keys): client_credentials with private_key_jwt
+    /// (RFC 7523) instead of a secret.
+    #[arg(long, value_name = "FILE")]
+    pub jwks: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -538,6 +617,17 @@ async fn run_async(config: mcpgate_config::GatewayConfig, command: Command) -> a
                 routes: args.routes,
                 expires: args.expires,
                 client_credentials: args.client_credentials,
+                jwks: match &args.jwks {
+                    None => None,
+                    Some(file) => Some(
+                        std::fs::read_to_string(file)
+                            .map_err(anyhow::Error::from)
+                            .and_then(|text| Ok(serde_json::from_str(&text)?))
+                            .map_err(|e| {
+                                anyhow::anyhow!("--jwks: cannot read {}: {e}", file.display())
+                            })?,
+                    ),
+                },
             };
             let issuer = &config.authorization_server.issuer;
             match create(&store, &keys, issuer, &routes, new, t).await {
@@ -563,6 +653,15 @@ async fn run_async(config: mcpgate_config::GatewayConfig, command: Command) -> a
                     );
                     println!("client_id: {client_id}");
                     println!("client_secret: {client_secret}");
+                    Ok(())
+                }
+                Ok(Created::PrivateKeyJwt { account, client_id }) => {
+                    eprintln!(
+                        "created service account {} ({}); it authenticates with private_key_jwt",
+                        account.name,
+                        subject(&account.id)
+                    );
+                    println!("client_id: {client_id}");
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -614,6 +713,7 @@ mod tests {
             revoked_at,
             client_id: client.then(|| "sa-ab12".into()),
             client_secret_hash: None,
+            client_jwks: None,
         }
     }
 
@@ -646,6 +746,7 @@ mod tests {
             routes: vec![],
             expires: None,
             client_credentials: false,
+            jwks: None,
         };
         assert!(validate_new(&new("ci-bot.1", "ci@example.com")).is_ok());
         assert!(validate_new(&new("ci bot", "ci@example.com"))

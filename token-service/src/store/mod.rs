@@ -3,6 +3,7 @@
 //! queries serves both. Single-use transitions (codes, refresh tokens, pending requests) are one
 //! conditional statement each, so two concurrent requests cannot both win.
 
+mod assertions;
 mod authorizations;
 mod clients;
 mod consents;
@@ -159,6 +160,7 @@ impl Store {
             "revoked_families",
             "issued_access_tokens",
             "revoked_access_tokens",
+            "used_assertions",
         ] {
             // Table names come from the fixed list above, never from input.
             let sql = format!("DELETE FROM {table} WHERE expires_at <= $1");

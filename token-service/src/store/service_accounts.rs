@@ -20,13 +20,16 @@ pub struct ServiceAccount {
     /// Set for accounts that use the client_credentials grant; only the secret's hash is kept.
     pub client_id: Option<String>,
     pub client_secret_hash: Option<String>,
+    /// `private_key_jwt` accounts: their public keys (a JWK Set as JSON) instead of a secret.
+    pub client_jwks: Option<String>,
 }
 
 impl Store {
     pub async fn insert_service_account(&self, a: &ServiceAccount) -> anyhow::Result<()> {
         sqlx::query(
             "INSERT INTO service_accounts (id, name, email, groups, routes, created_at, expires_at, \
-             revoked_at, client_id, client_secret_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             revoked_at, client_id, client_secret_hash, client_jwks) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&a.id)
         .bind(&a.name)
@@ -38,6 +41,7 @@ impl Store {
         .bind(a.revoked_at)
         .bind(&a.client_id)
         .bind(&a.client_secret_hash)
+        .bind(&a.client_jwks)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -106,7 +110,7 @@ impl Store {
 }
 
 const SERVICE_ACCOUNT_COLUMNS: &str =
-    "id, name, email, groups, routes, created_at, expires_at, revoked_at, client_id, client_secret_hash";
+    "id, name, email, groups, routes, created_at, expires_at, revoked_at, client_id, client_secret_hash, client_jwks";
 
 fn service_account_from_row(r: &AnyRow) -> anyhow::Result<ServiceAccount> {
     let groups: String = r.try_get("groups")?;
@@ -122,5 +126,6 @@ fn service_account_from_row(r: &AnyRow) -> anyhow::Result<ServiceAccount> {
         revoked_at: r.try_get("revoked_at")?,
         client_id: r.try_get("client_id")?,
         client_secret_hash: r.try_get("client_secret_hash")?,
+        client_jwks: r.try_get("client_jwks")?,
     })
 }

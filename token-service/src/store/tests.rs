@@ -166,6 +166,22 @@ async fn exercise(store: &Store) {
     let t = 1_700_000_000;
     store.ping().await.expect("ping");
 
+    // An assertion's jti is used once per issuer, and purged after its exp.
+    assert!(store.use_assertion("idp:a", "j1", 100).await.expect("use"));
+    assert!(!store
+        .use_assertion("idp:a", "j1", 100)
+        .await
+        .expect("replay"));
+    assert!(store
+        .use_assertion("client:c", "j1", 100)
+        .await
+        .expect("other issuer"));
+    store.purge_expired(101).await.expect("purge");
+    assert!(store
+        .use_assertion("idp:a", "j1", t + 120)
+        .await
+        .expect("purged"));
+
     let client = StoredClient {
         client_id: "cli".into(),
         secret_hash: None,
@@ -333,6 +349,7 @@ async fn exercise(store: &Store) {
         revoked_at: None,
         client_id: Some("sa-0a1b".into()),
         client_secret_hash: Some("h".into()),
+        client_jwks: None,
     };
     store
         .insert_service_account(&account)

@@ -35,6 +35,8 @@ pub enum GrantType {
     AuthorizationCode,
     RefreshToken,
     ClientCredentials,
+    /// `urn:ietf:params:oauth:grant-type:jwt-bearer` (an enterprise ID-JAG).
+    JwtBearer,
     /// A missing or unsupported `grant_type`.
     Other,
 }
@@ -46,6 +48,7 @@ impl GrantType {
             Some("authorization_code") => Self::AuthorizationCode,
             Some("refresh_token") => Self::RefreshToken,
             Some("client_credentials") => Self::ClientCredentials,
+            Some(crate::clients::metadata::JWT_BEARER_GRANT) => Self::JwtBearer,
             _ => Self::Other,
         }
     }
@@ -55,6 +58,7 @@ impl GrantType {
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
             Self::ClientCredentials => "client_credentials",
+            Self::JwtBearer => "jwt_bearer",
             Self::Other => "other",
         }
     }

@@ -345,6 +345,9 @@ struct Cached {
 pub struct OidcProviders {
     http: reqwest::Client,
     cache: Mutex<HashMap<String, Cached>>,
+    /// JWK Sets published at a URL: enterprise identity providers' (`identity.enterprise`) and
+    /// `private_key_jwt` clients' `jwks_uri`.
+    pub key_sets: crate::oauth::jose::KeySets,
 }
 
 impl OidcProviders {
@@ -358,6 +361,7 @@ impl OidcProviders {
         Ok(Self {
             http,
             cache: Mutex::new(HashMap::new()),
+            key_sets: crate::oauth::jose::KeySets::new()?,
         })
     }
 

@@ -596,6 +596,7 @@ mod tests {
         };
         let identity = Identity {
             oidc: vec![provider.clone()],
+            ..Default::default()
         };
         let now = crate::clock::now();
         let tokens = StoredTokens {
