@@ -20,6 +20,9 @@ fi
 echo "==> native unit tests"
 cargo test --workspace
 
+echo "==> chat frontend unit tests (markdown renderer, chart model)"
+node --test apps/chat/static/*.test.mjs
+
 echo "==> wasm module"
 ./wasm-build.sh
 
