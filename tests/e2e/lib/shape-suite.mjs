@@ -367,11 +367,12 @@ function suiteOn(shape, version, headerMode, runName) {
     return r;
   }
 
-  async function expectRejected(what, opts, { status = 400, codes = [-32700] } = {}) {
+  // `id`: the request's id when the body let the filter read it, null otherwise.
+  async function expectRejected(what, opts, { status = 400, codes = [-32700], id = null } = {}) {
     const r = await attempt(opts);
     assert.equal(r.res.status, status, `${what}: HTTP ${status}, got ${show(r.res)}`);
     assert.ok(codes.includes(r.res.json?.error?.code), `${what}: error code one of ${codes}, got ${show(r.res)}`);
-    assert.equal(r.res.json?.id, null, `${what}: id null`);
+    assert.equal(r.res.json?.id, id, `${what}: id ${JSON.stringify(id)}`);
     assertNoBodyUpstream(what, r);
   }
 
@@ -469,9 +470,9 @@ function suiteOn(shape, version, headerMode, runName) {
   });
 
   test('hostile: bad shapes and ids → 400 invalid request or params', async () => {
-    await expectRejected('params.name an array', { body: '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":["admin_reset"]}}' }, { codes: [-32600, -32602] });
+    await expectRejected('params.name an array', { body: '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":["admin_reset"]}}' }, { codes: [-32600, -32602], id: 1 });
     await expectRejected('id an object', { body: call('admin_reset', {}, { raw: '{"a":1}' }) }, { codes: [-32600] });
-    await expectRejected('jsonrpc "1.0"', { body: '{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{"name":"admin_reset"}}' }, { codes: [-32600] });
+    await expectRejected('jsonrpc "1.0"', { body: '{"jsonrpc":"1.0","id":1,"method":"tools/call","params":{"name":"admin_reset"}}' }, { codes: [-32600], id: 1 });
   });
 
   test('hostile: a denied notification → 403; bodies on GET and DELETE are never forwarded', async () => {

@@ -406,6 +406,10 @@ fn serve(args: &ServeArgs, format: LogFormat) -> anyhow::Result<()> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One rustls crypto provider for the whole process. In the workspace, reqwest 0.13 (the OTLP
+    // exporter's client) is built with `rustls-no-provider` (another member's MCP client asks for
+    // it), and a client built without an installed provider panics.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // `serve` installs logging itself, once it has read the gateway file's telemetry block.
     if !matches!(cli.command, Command::Serve(_)) {
         if let Err(e) = init_tracing(cli.log_format, None).map(|t| t.shutdown()) {
