@@ -100,10 +100,26 @@ pub struct StaticClient {
     /// Required unless `token_endpoint_auth_method` is `none`.
     #[serde(default)]
     pub client_secret: Option<String>,
+    /// Required when `grant_types` has `authorization_code`.
+    #[serde(default)]
     pub redirect_uris: Vec<String>,
     #[serde(default = "defaults::auth_method")]
     pub token_endpoint_auth_method: TokenEndpointAuthMethod,
+    /// `private_key_jwt`: where the client publishes its public keys (https) …
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// … or the keys inline (a JWK Set).
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// What the client may ask the token endpoint for (default: the code flow and refresh).
+    #[serde(default = "defaults::client_grant_types")]
+    pub grant_types: Vec<String>,
 }
+
+/// The JWT-bearer authorization grant (RFC 7523 §2.1), used with an ID-JAG.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The grants a client may be registered for.
+pub const CLIENT_GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", JWT_BEARER_GRANT];
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -725,12 +741,18 @@ impl GatewayConfig {
                 ));
             }
             match (c.token_endpoint_auth_method, &c.client_secret) {
-                (TokenEndpointAuthMethod::PrivateKeyJwt, _) => {
+                (TokenEndpointAuthMethod::PrivateKeyJwt, Some(_)) => {
                     return Err(ConfigError::new(
-                        field("token_endpoint_auth_method"),
-                        "private_key_jwt is for dynamically registered clients (with jwks or jwks_uri); \
-                         a pre-registered client uses none, client_secret_basic or client_secret_post",
+                        field("client_secret"),
+                        "must be absent when token_endpoint_auth_method is private_key_jwt",
                     ))
+                }
+                (TokenEndpointAuthMethod::PrivateKeyJwt, None) => {
+                    crate::identity::validate_key_source(
+                        c.jwks_uri.as_deref(),
+                        c.jwks.as_ref(),
+                        &field,
+                    )?;
                 }
                 (TokenEndpointAuthMethod::None, Some(_)) => {
                     return Err(ConfigError::new(
@@ -753,7 +775,37 @@ impl GatewayConfig {
                 }
                 _ => {}
             }
-            if c.redirect_uris.is_empty() {
+            if c.token_endpoint_auth_method != TokenEndpointAuthMethod::PrivateKeyJwt
+                && (c.jwks_uri.is_some() || c.jwks.is_some())
+            {
+                let f = if c.jwks.is_some() { "jwks" } else { "jwks_uri" };
+                return Err(ConfigError::new(
+                    field(f),
+                    "is only used with token_endpoint_auth_method private_key_jwt",
+                ));
+            }
+            for (j, g) in c.grant_types.iter().enumerate() {
+                if !CLIENT_GRANT_TYPES.contains(&g.as_str()) {
+                    return Err(ConfigError::new(
+                        field(&format!("grant_types[{j}]")),
+                        format!("must be one of {}", CLIENT_GRANT_TYPES.join(", ")),
+                    ));
+                }
+            }
+            let code_flow = c.grant_types.iter().any(|g| g == "authorization_code");
+            if !code_flow && !c.grant_types.iter().any(|g| g == JWT_BEARER_GRANT) {
+                return Err(ConfigError::new(
+                    field("grant_types"),
+                    format!("must include authorization_code or {JWT_BEARER_GRANT}"),
+                ));
+            }
+            if !code_flow && c.token_endpoint_auth_method == TokenEndpointAuthMethod::None {
+                return Err(ConfigError::new(
+                    field("token_endpoint_auth_method"),
+                    "must authenticate the client (a secret or private_key_jwt) for the JWT-bearer grant",
+                ));
+            }
+            if c.redirect_uris.is_empty() && code_flow {
                 return Err(ConfigError::new(
                     field("redirect_uris"),
                     "must list at least one URI",
@@ -1762,6 +1814,9 @@ mod defaults {
     pub fn auth_method() -> TokenEndpointAuthMethod {
         TokenEndpointAuthMethod::ClientSecretBasic
     }
+    pub fn client_grant_types() -> Vec<String> {
+        vec!["authorization_code".into(), "refresh_token".into()]
+    }
     pub fn yes() -> bool {
         true
     }
@@ -2400,6 +2455,69 @@ routes:
             err(&bad_uri).field,
             "authorization_server.clients[0].redirect_uris[0]"
         );
+    }
+
+    #[test]
+    fn pre_registered_clients_may_use_private_key_jwt() {
+        let with_client = |client: &str| {
+            BASE.replace(
+                "  signing_key_file: key.pem\n",
+                &format!("  signing_key_file: key.pem\n  clients:\n{client}"),
+            )
+        };
+        let agent = "    - client_id: agent\n      token_endpoint_auth_method: private_key_jwt\n";
+        let jwt_bearer = format!("      grant_types: [{JWT_BEARER_GRANT}]\n");
+        let inline = format!(
+            "{agent}      jwks: {{keys: [{{kty: OKP, crv: Ed25519, x: abc}}]}}\n{jwt_bearer}"
+        );
+        let config = GatewayConfig::from_yaml(&with_client(&inline)).expect("valid client");
+        let client = &config.authorization_server.clients[0];
+        assert_eq!(client.grant_types, vec![JWT_BEARER_GRANT.to_string()]);
+        assert!(
+            client.redirect_uris.is_empty(),
+            "no code flow, no redirect URI"
+        );
+        let by_uri = format!("{agent}      jwks_uri: https://agent.example/jwks\n{jwt_bearer}");
+        GatewayConfig::from_yaml(&with_client(&by_uri)).expect("keys published at a URL");
+
+        let at = |f: &str| format!("authorization_server.clients[0].{f}");
+        for (yaml, field) in [
+            (format!("{agent}{jwt_bearer}"), at("jwks_uri")),
+            (
+                format!("{agent}      jwks_uri: http://agent.example/jwks\n{jwt_bearer}"),
+                at("jwks_uri"),
+            ),
+            (
+                format!("{agent}      jwks: {{keys: [{{kty: OKP, d: secret}}]}}\n{jwt_bearer}"),
+                at("jwks.keys[0].d"),
+            ),
+            (
+                format!("{inline}      client_secret: 0123456789abcdef\n"),
+                at("client_secret"),
+            ),
+            (
+                "    - client_id: cli\n      client_secret: 0123456789abcdef\n      jwks_uri: https://a.example/k\n      redirect_uris: [http://127.0.0.1/cb]\n".to_string(),
+                at("jwks_uri"),
+            ),
+            (
+                format!("{agent}      jwks_uri: https://a.example/k\n      grant_types: [implicit]\n"),
+                at("grant_types[0]"),
+            ),
+            (
+                format!("{agent}      jwks_uri: https://a.example/k\n      grant_types: [refresh_token]\n"),
+                at("grant_types"),
+            ),
+            (
+                format!("    - client_id: pub\n      token_endpoint_auth_method: none\n{jwt_bearer}"),
+                at("token_endpoint_auth_method"),
+            ),
+            (
+                format!("{agent}      jwks_uri: https://a.example/k\n"),
+                at("redirect_uris"),
+            ),
+        ] {
+            assert_eq!(err(&with_client(&yaml)).field, field, "{yaml}");
+        }
     }
 
     #[test]

@@ -342,24 +342,7 @@ impl Identity {
                     "is the issuer of another enterprise provider",
                 ));
             }
-            match (&p.jwks_uri, &p.jwks) {
-                (Some(_), Some(_)) => {
-                    return Err(ConfigError::new(
-                        field("jwks"),
-                        "set jwks_uri or jwks, not both",
-                    ))
-                }
-                (None, None) => {
-                    return Err(ConfigError::new(
-                        field("jwks_uri"),
-                        "is required (or jwks, the keys inline): assertions are verified with the provider's keys",
-                    ))
-                }
-                (Some(uri), None) => validate_oidc_issuer(uri)
-                    .map_err(|r| ConfigError::new(field("jwks_uri"), r))?,
-                (None, Some(jwks)) => validate_jwks(jwks)
-                    .map_err(|(f, r)| ConfigError::new(field(&format!("jwks{f}")), r))?,
-            }
+            validate_key_source(p.jwks_uri.as_deref(), p.jwks.as_ref(), &field)?;
             if let Some(aud) = &p.audience {
                 if aud.trim().is_empty() {
                     return Err(ConfigError::new(field("audience"), "must not be empty"));
@@ -432,6 +415,31 @@ fn validate_claims_and_domains(
         }
     }
     Ok(())
+}
+
+/// Where a party's public keys come from: exactly one of `jwks_uri` (https, fetched and cached)
+/// and `jwks` (a JWK Set inline). `field` names a field of the party's block.
+pub fn validate_key_source(
+    jwks_uri: Option<&str>,
+    jwks: Option<&serde_json::Value>,
+    field: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    match (jwks_uri, jwks) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            field("jwks"),
+            "set jwks_uri or jwks, not both",
+        )),
+        (None, None) => Err(ConfigError::new(
+            field("jwks_uri"),
+            "is required (or jwks, the keys inline): its JWTs are verified with its public keys",
+        )),
+        (Some(uri), None) => {
+            validate_oidc_issuer(uri).map_err(|r| ConfigError::new(field("jwks_uri"), r))
+        }
+        (None, Some(jwks)) => {
+            validate_jwks(jwks).map_err(|(f, r)| ConfigError::new(field(&format!("jwks{f}")), r))
+        }
+    }
 }
 
 /// A JWK Set of public signing keys: `{"keys": [{"kty": …}, …]}`, at least one, no private

@@ -216,8 +216,14 @@ fn known_of(message: &Message<'_>) -> Salvaged {
     }
 }
 
-/// A request without a body (a GET stream, a DELETE): decided on identity alone.
+/// A request without a body (a GET stream, a DELETE): decided on identity alone. From
+/// 2026-07-28 on there is no GET stream and no session to delete: 405, as the server would.
 pub fn decide_without_body(ctx: &DecisionContext<'_>, http_method: &str) -> Outcome {
+    if request_metadata::requires_header_validation(ctx.protocol_version)
+        && matches!(http_method, "GET" | "DELETE")
+    {
+        return method_not_allowed(ctx, http_method);
+    }
     let allowed = ctx.policy.allows_identity(ctx.identity);
     let reason = identity_reason(allowed);
     let response = (!allowed).then(|| {
@@ -250,6 +256,32 @@ pub fn decide_without_body(ctx: &DecisionContext<'_>, http_method: &str) -> Outc
         }),
         metric_method: "none",
         reject_reason: None,
+    }
+}
+
+fn method_not_allowed(ctx: &DecisionContext<'_>, http_method: &str) -> Outcome {
+    const REASON: &str = "method_not_allowed";
+    let body = json!({
+        "error": REASON,
+        "error_description": format!(
+            "mcpgate: {http_method} is not part of MCP {}: every request is a POST (request {})",
+            ctx.protocol_version.unwrap_or_default(),
+            ctx.request_id
+        ),
+        "request_id": ctx.request_id,
+    });
+    let mut response = json_response(405, body.to_string());
+    response.headers.push(("allow", "POST".into()));
+    Outcome {
+        verdict: Verdict::Reject,
+        response: Some(response),
+        audit: AuditFields {
+            reason: REASON.to_owned(),
+            ..AuditFields::default()
+        },
+        lists: None,
+        metric_method: "none",
+        reject_reason: Some(REASON),
     }
 }
 

@@ -235,3 +235,31 @@ fn rejections_carry_the_parsed_id_and_name_the_call() {
         assert_eq!(answer(&o).1["id"], Value::Null, "{body}");
     }
 }
+
+#[test]
+fn get_and_delete_are_not_part_of_2026_07_28() {
+    let policy = policy();
+    let identity = alice();
+    let redaction = Redaction::compile(&[], 2048).unwrap();
+    let ctx = |version| DecisionContext {
+        policy: &policy,
+        identity: &identity,
+        request_id: "rid-9",
+        protocol_version: version,
+        redaction: &redaction,
+    };
+    for method in ["GET", "DELETE"] {
+        let o = decide_without_body(&ctx(Some(V2026)), method);
+        assert_eq!(o.verdict, Verdict::Reject, "{method}");
+        let response = o.response.unwrap();
+        assert_eq!(response.status, 405);
+        assert_eq!(response.header("allow"), Some("POST"));
+        let v: Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(v["error"], "method_not_allowed");
+        assert_eq!(o.audit.reason, "method_not_allowed");
+        // Older revisions keep their GET stream and session DELETE.
+        let older = decide_without_body(&ctx(Some("2025-11-25")), method);
+        assert_eq!(older.verdict, Verdict::Allow, "{method}");
+        assert!(older.response.is_none());
+    }
+}

@@ -111,6 +111,8 @@ function gatewayYaml(g, kubernetes) {
     '  client_id_metadata_documents:',
     '    allow_private_addresses: true',
     `    extra_root_certificates: [${yamlString(g.tls.caCert)}]`,
+    // `clients`: pre-registered clients (`authorization_server.clients`), written as JSON.
+    ...(g.options.clients ? [`  clients: ${JSON.stringify(g.options.clients)}`] : []),
     'token_service:',
     `  listen: ${bind}:${g.ports.tokenService}`,
     `  internal_listen: ${bind}:${g.ports.internal}`,

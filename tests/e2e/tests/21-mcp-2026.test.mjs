@@ -204,6 +204,27 @@ test('methods removed in 2026-07-28 reach the server (a URI-less subscribe gets 
   assert.equal(gw.recorder.requests.length, 1, `subscriptions/listen reached the server: ${show(listen.res)}`);
 });
 
+test('GET and DELETE are not part of 2026-07-28: 405 with Allow: POST, nothing upstream; older versions keep them', async () => {
+  for (const method of ['GET', 'DELETE']) {
+    gw.recorder.clear();
+    const res = await send(gw, {
+      method, path: '/j', token: forge('/j', { email: 'alice@company.com' }),
+      headers: { 'mcp-protocol-version': V2026, accept: 'text/event-stream' }, timeoutMs: 20_000,
+    });
+    assert.equal(res.status, 405, `${method}: ${show(res)}`);
+    assert.equal(res.headers.allow, 'POST', `${method}: Allow names the one method`);
+    assert.equal(res.json?.error, 'method_not_allowed', show(res));
+    assert.equal(gw.recorder.arrivals.length, 0, `${method}: nothing reached the MCP server`);
+  }
+  gw.recorder.clear();
+  const older = await send(gw, {
+    method: 'DELETE', path: '/j', token: forge('/j', { email: 'alice@company.com' }),
+    headers: { 'mcp-protocol-version': '2025-11-25', 'mcp-session-id': 's-1' }, timeoutMs: 20_000,
+  });
+  assert.notEqual(older.status, 405, `2025-11-25 DELETE goes to the server: ${show(older)}`);
+  assert.equal(gw.recorder.arrivals.length, 1, 'the 2025-11-25 DELETE reached the server');
+});
+
 let logged = [];
 
 test('local rejections carry the request\'s id when it was read', async () => {

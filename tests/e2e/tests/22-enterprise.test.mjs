@@ -5,7 +5,8 @@
 // browser, and calls a tool through Envoy with the official SDK client. Refusals: wrong aud, wrong
 // typ, unknown issuer, another client's grant, a replayed jti, an expired grant, a resource that is
 // no route, a user the route's policy refuses, a bad client assertion. The same client also
-// completes the ordinary authorization-code flow authenticated by private_key_jwt.
+// completes the ordinary authorization-code flow authenticated by private_key_jwt. A client
+// pre-registered in the gateway file (its keys inline, only the JWT-bearer grant) does the same.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -29,6 +30,7 @@ let idp; // { server, issuer, privateKey, kid }
 let rogue; // a key and issuer the gateway does not trust
 let client; // { clientId, privateKey, kid }
 let other; // a second private_key_jwt client
+let preRegistered; // a private_key_jwt client from the gateway file's authorization_server.clients
 let callback;
 let browser;
 const seen = new Map(); // label -> secret, for the log scan
@@ -133,9 +135,17 @@ before(async () => {
   idp = { server, issuer: `http://127.0.0.1:${idpPort}`, privateKey: idpKey.privateKey, kid: idpKey.kid, jwksRequests };
   const rogueKey = await keyPair('RS256');
   rogue = { issuer: 'http://127.0.0.1:1/rogue', privateKey: rogueKey.privateKey, kid: rogueKey.kid };
+  const agentKey = await keyPair('ES256');
+  preRegistered = { clientId: 'corp-agent', privateKey: agentKey.privateKey, kid: agentKey.kid };
 
   gw = await startGateway('22-enterprise', {
     accessTokenLifetime: '600s',
+    clients: [{
+      client_id: preRegistered.clientId,
+      token_endpoint_auth_method: 'private_key_jwt',
+      jwks: { keys: [agentKey.jwk] },
+      grant_types: [JWT_BEARER],
+    }],
     routes: [
       { path: '/a', name: 'Enterprise route', upstream: 'everything', policy: POLICY },
       { path: '/b', name: 'Second route', upstream: 'everything' },
@@ -214,6 +224,19 @@ test('an ID-JAG from the enterprise IdP is redeemed for a TE that calls a tool t
   });
   assert.equal(both.status, 200, describe(both));
   assert.equal(decodeJwt(both.json.access_token).payload.aud, gw.route('/b').url);
+});
+
+test('a client pre-registered in the gateway file authenticates with private_key_jwt', async () => {
+  const c = preRegistered;
+  const res = await jwtBearer(await idJag({ claims: { client_id: c.clientId } }), { c });
+  assert.equal(res.status, 200, `jwt-bearer grant for the pre-registered client: ${describe(res)}`);
+  seen.set('pre-registered access token', res.json.access_token);
+  assert.equal(decodeJwt(res.json.access_token).payload.client_id, c.clientId);
+  // Its key, not another client's, signs its assertions; and it has no secret to fall back on.
+  expectError(await jwtBearer(await idJag({ claims: { client_id: c.clientId } }), { c, auth: await clientAssertion({ ...client, clientId: c.clientId }) }),
+    401, 'invalid_client', 'another key for the pre-registered client');
+  const secret = await tokenRequest(gw, { grant_type: JWT_BEARER, assertion: await idJag({ claims: { client_id: c.clientId } }), client_id: c.clientId, client_secret: 'x'.repeat(32) });
+  expectError(secret, 401, 'invalid_client', 'a secret for the pre-registered client', 'private_key_jwt');
 });
 
 test('ID-JAG refusals name what failed', async () => {

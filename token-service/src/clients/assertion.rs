@@ -165,6 +165,11 @@ pub async fn verify(
     let accepted = match (&client.jwks, &client.jwks_uri) {
         (Some(jwks), _) => check(raw, jwks, &expected)?,
         (None, Some(uri)) => {
+            // The operator wrote a pre-registered client's jwks_uri (it may be internal); a
+            // registered client chose its own and is held to public addresses.
+            if client.kind == crate::clients::ClientKind::PreRegistered {
+                state.oidc.key_sets.trust(uri);
+            }
             let verified = state
                 .oidc
                 .key_sets

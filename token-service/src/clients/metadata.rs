@@ -41,8 +41,8 @@ pub struct ClientMetadata {
     pub jwks_uri: Option<String>,
 }
 
-/// The JWT-bearer authorization grant (RFC 7523 §2.1), used with an ID-JAG.
-pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+use mcpgate_config::gateway::CLIENT_GRANT_TYPES;
+pub use mcpgate_config::gateway::JWT_BEARER_GRANT;
 
 /// A rejected metadata field: `error` is `invalid_redirect_uri` or `invalid_client_metadata`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,10 +136,10 @@ impl ClientMetadata {
         let grant_types = string_array(obj, "grant_types")?
             .unwrap_or_else(|| vec!["authorization_code".into(), "refresh_token".into()]);
         for (i, g) in grant_types.iter().enumerate() {
-            if g != "authorization_code" && g != "refresh_token" && g != JWT_BEARER_GRANT {
+            if !CLIENT_GRANT_TYPES.contains(&g.as_str()) {
                 return Err(bad(
                     format!("grant_types[{i}]"),
-                    format!("must be authorization_code, refresh_token or {JWT_BEARER_GRANT}"),
+                    format!("must be one of {}", CLIENT_GRANT_TYPES.join(", ")),
                 ));
             }
         }

@@ -59,9 +59,9 @@ impl Client {
             auth_method: c.token_endpoint_auth_method,
             secret_hash: c.client_secret.as_deref().map(opaque_token::hash),
             kind: ClientKind::PreRegistered,
-            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-            jwks: None,
-            jwks_uri: None,
+            grant_types: c.grant_types.clone(),
+            jwks: c.jwks.clone(),
+            jwks_uri: c.jwks_uri.clone(),
         }
     }
 
